@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Speed benchmark: the plain loop a learner would write vs seglab's defaults.
+
+One process, one run, the same U-Net (width 16) and the same CamVid images:
+
+- *plain*: PNG files decoded and transformed per sample every epoch (PIL), fp32, NCHW,
+  a DataLoader with 0 workers, ``model(x)`` in ``torch.no_grad`` for inference;
+- *seglab*: the decoded cache, the joint v2 transforms, and the settings that
+  ``seglab.hardware.choose_settings`` picks for this device (channels_last, bf16
+  autocast where the CPU has native bf16, ...), ``seglab.engine.predict_logits``.
+
+Training and inference are timed in alternating rounds (plain, seglab, plain, ...) so
+that a change in machine load hits both sides alike; the figures are medians. It prints
+images/s for each side, the ratios, the loaders' images/s alone, and the CPU class.
+
+    python benchmarks/speed.py                 # real CamVid ($SEGLAB_DATA or data/camvid)
+    python benchmarks/speed.py --steps 4 --rounds 1   # a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import seglab  # noqa: E402
+from seglab.data import SegmentationDataset, list_pairs, resolve_root  # noqa: E402
+from seglab.datasets import CAMVID  # noqa: E402
+from seglab.engine import predict_logits, prepare_model  # noqa: E402
+from seglab.hardware import autocast, choose_settings, cpu_info, describe  # noqa: E402
+from seglab.models import UNet  # noqa: E402
+from seglab.transforms import eval_transforms, train_transforms  # noqa: E402
+
+SIZE, CROP, WIDTH, BATCH = (180, 240), (176, 240), 16, 8
+
+
+class PlainCamVid(Dataset):
+    """What a learner writes first: open both PNGs, resize, crop, flip, normalise, per sample."""
+
+    def __init__(self, pairs, train: bool):
+        self.pairs, self.train = pairs, train
+        self.mean = np.array(CAMVID.mean, np.float32)
+        self.std = np.array(CAMVID.std, np.float32)
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        image = Image.open(self.pairs[i][0]).convert("RGB").resize(SIZE[::-1], Image.BILINEAR)
+        label = Image.open(self.pairs[i][1]).resize(SIZE[::-1], Image.NEAREST)
+        x = (np.asarray(image, np.float32) / 255.0 - self.mean) / self.std
+        y = np.asarray(label, np.int64)
+        if self.train:
+            top = np.random.randint(0, SIZE[0] - CROP[0] + 1)
+            x, y = x[top:top + CROP[0]], y[top:top + CROP[0]]
+            if np.random.rand() < 0.5:
+                x, y = x[:, ::-1], y[:, ::-1]
+        return torch.from_numpy(x.transpose(2, 0, 1).copy()), torch.from_numpy(y.copy())
+
+
+def batches(loader, n):
+    """n batches from a loader, cycling through it."""
+    out, it = [], iter(loader)
+    while len(out) < n:
+        try:
+            out.append(next(it))
+        except StopIteration:
+            it = iter(loader)
+    return out
+
+
+def time_loader(loader, n) -> float:
+    start = time.perf_counter()
+    count = sum(x.shape[0] for x, _ in batches(loader, n))
+    return count / (time.perf_counter() - start)
+
+
+def train_plain(model, opt, loader, steps) -> float:
+    model.train()
+    start, count = time.perf_counter(), 0
+    for x, y in batches(loader, steps):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y, ignore_index=11)
+        loss.backward()
+        opt.step()
+        count += x.shape[0]
+    return count / (time.perf_counter() - start)
+
+
+def train_seglab(model, opt, loader, steps, settings, device) -> float:
+    model.train()
+    start, count = time.perf_counter(), 0
+    for x, y in batches(loader, steps):
+        x = x.as_subclass(torch.Tensor)
+        y = y.as_subclass(torch.Tensor)
+        if settings.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, settings):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, ignore_index=11)
+        loss.backward()
+        opt.step()
+        count += x.shape[0]
+    return count / (time.perf_counter() - start)
+
+
+def infer_plain(model, loader, n) -> float:
+    model.eval()
+    start, count = time.perf_counter(), 0
+    with torch.no_grad():
+        for x, _ in batches(loader, n):
+            model(x).argmax(1)
+            count += x.shape[0]
+    return count / (time.perf_counter() - start)
+
+
+def infer_seglab(model, loader, n, settings) -> float:
+    model.eval()
+    start, count = time.perf_counter(), 0
+    for x, _ in batches(loader, n):
+        predict_logits(model, x, None, settings).argmax(1)
+        count += x.shape[0]
+    return count / (time.perf_counter() - start)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", help="CamVid folder (default $SEGLAB_DATA or data/camvid)")
+    parser.add_argument("--steps", type=int, default=8, help="training steps per round and side")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
+    parser.add_argument("--infer-batch", type=int, default=16, help="seglab's evaluation batch size")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    device = torch.device("cpu")
+    settings = choose_settings(device, fast=True)
+    root = resolve_root("camvid", args.root)
+    print(f"device: {describe(device)}")
+    print(f"cpu: {cpu_info()}")
+    print(f"seglab settings: {settings.as_dict()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    train_pairs, val_pairs = list_pairs(CAMVID, root, "train"), list_pairs(CAMVID, root, "val")
+    plain_train = DataLoader(PlainCamVid(train_pairs, True), batch_size=BATCH, shuffle=True, num_workers=0)
+    plain_val = DataLoader(PlainCamVid(val_pairs, False), batch_size=BATCH, shuffle=False, num_workers=0)
+    fast_train_set = SegmentationDataset(CAMVID, root, "train", SIZE, train_transforms(CAMVID, CROP), progress=False)
+    fast_val_set = SegmentationDataset(CAMVID, root, "val", SIZE, eval_transforms(CAMVID), progress=False)
+    fast_train = DataLoader(fast_train_set, batch_size=BATCH, shuffle=True, num_workers=0)
+    fast_val = DataLoader(fast_val_set, batch_size=args.infer_batch, shuffle=False, num_workers=0)
+
+    base = UNet(3, 11, width=WIDTH)
+    plain_model = UNet(3, 11, width=WIDTH)
+    plain_model.load_state_dict(base.state_dict())
+    fast_model = prepare_model(UNet(3, 11, width=WIDTH), settings)
+    fast_model.load_state_dict(base.state_dict())
+    plain_opt = torch.optim.Adam(plain_model.parameters(), 1e-3)
+    fast_opt = torch.optim.Adam(fast_model.parameters(), 1e-3)
+
+    # warm-up (first calls allocate and pick kernels)
+    train_plain(plain_model, plain_opt, plain_train, 1)
+    train_seglab(fast_model, fast_opt, fast_train, 1, settings, device)
+    infer_plain(plain_model, plain_val, 1)
+    infer_seglab(fast_model, fast_val, 1, settings)
+
+    infer_batches = max(2, args.steps * BATCH // args.infer_batch)
+    results = {k: [] for k in ("train_plain", "train_seglab", "infer_plain", "infer_seglab",
+                               "loader_plain", "loader_seglab")}
+    for r in range(args.rounds):
+        results["train_plain"].append(train_plain(plain_model, plain_opt, plain_train, args.steps))
+        results["train_seglab"].append(train_seglab(fast_model, fast_opt, fast_train, args.steps, settings, device))
+        results["infer_plain"].append(infer_plain(plain_model, plain_val, args.steps))
+        results["infer_seglab"].append(infer_seglab(fast_model, fast_val, infer_batches, settings))
+        results["loader_plain"].append(time_loader(plain_train, args.steps))
+        results["loader_seglab"].append(time_loader(fast_train, args.steps))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in results.items()), flush=True)
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    train_ratio = med["train_seglab"] / med["train_plain"]
+    infer_ratio = med["infer_seglab"] / med["infer_plain"]
+    bf16 = cpu_info()["bf16"]
+    targets = (2.5, 3.0) if bf16 else (1.25, 1.5)
+    print()
+    print(f"CPU class: {describe(device)}")
+    print(f"U-Net width {WIDTH}, train crops {CROP[0]}x{CROP[1]}, inference {SIZE[0]}x{SIZE[1]}, batch {BATCH}")
+    print(f"{'':<22}{'plain loop':>12}{'seglab':>12}{'ratio':>9}{'target':>9}")
+    print(f"{'training img/s':<22}{med['train_plain']:>12.2f}{med['train_seglab']:>12.2f}"
+          f"{train_ratio:>8.2f}x{targets[0]:>8.2f}x")
+    print(f"{'inference img/s':<22}{med['infer_plain']:>12.2f}{med['infer_seglab']:>12.2f}"
+          f"{infer_ratio:>8.2f}x{targets[1]:>8.2f}x")
+    print(f"{'loader alone img/s':<22}{med['loader_plain']:>12.1f}{med['loader_seglab']:>12.1f}"
+          f"{med['loader_seglab'] / med['loader_plain']:>8.1f}x")
+    print(f"seglab loader vs seglab training: {med['loader_seglab'] / med['train_seglab']:.0f}x faster than "
+          f"training consumes (the loader is {'not ' if med['loader_seglab'] > 3 * med['train_seglab'] else ''}the bottleneck)")
+    ok = train_ratio >= targets[0] and infer_ratio >= targets[1]
+    print(f"targets ({'bf16-capable' if bf16 else 'AVX2-only'} CPU): {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

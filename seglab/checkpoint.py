@@ -1,0 +1,112 @@
+"""Saving and loading checkpoints safely.
+
+- Saving is atomic: the file is written under a temporary name and renamed over the old
+  one, so a crash or Ctrl-C while saving never destroys the previous checkpoint.
+- Loading uses ``torch.load(weights_only=True)``: a checkpoint is data, and a file that
+  would run code when unpickled is refused, not executed.
+- A checkpoint stores the model's constructor arguments, so ``load_model`` rebuilds the
+  right network from the file alone, and every failure names the file and the fix.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError
+from .models import UNet
+
+FORMAT = "seglab-checkpoint"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+PRETRAINED_FILE = PRETRAINED_DIR / "camvid_unet.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write ``state`` (a dict of tensors and plain Python values) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save({"format": FORMAT, "version": 1, **state}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:  # disk full, folder read-only: say so, and keep the old file
+        kept = " The previous checkpoint there is kept unchanged." if path.exists() else ""
+        raise CheckpointError(f"could not write checkpoint {path} ({err.strerror or err}).{kept} Free some "
+                              f"disk space or choose a writable run folder (--out).") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a seglab checkpoint as plain data, with an actionable error for every way a
+    file can be wrong (missing, a folder, truncated, not a checkpoint, unsafe pickle)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist. Check the path; `seglab train` "
+                              f"writes best.pt and last.pt into its run folder.")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; pass the .pt file inside it (best.pt or last.pt).")
+    try:
+        with warnings.catch_warnings():  # torch's pickle-protocol warnings would bury the one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch words every refusal "Weights only load failed"; only an unsupported *global*
+        # (a class or function the file asks to import and call) means code would run.
+        if "Unsupported global" in str(err):
+            raise CheckpointError(f"checkpoint {path} contains Python objects, not only weights; seglab "
+                                  f"refuses to load it because unpickling it could run code. Re-save the "
+                                  f"weights with torch.save(model.state_dict(), ...) from a trusted source.") from None
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint (it does not unpickle as "
+                              f"plain data). Use a best.pt or last.pt written by `seglab train`.") from None
+    except Exception as err:  # zip, pickle and storage errors differ between torch versions
+        first = (str(err).strip().splitlines() or [""])[0].split(". ")[0][:160]
+        detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint (truncated or corrupt; "
+                              f"{detail}). Use the other checkpoint of the run "
+                              f"(best.pt / last.pt) or train again.") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a PyTorch file but not a seglab checkpoint (no model config "
+                              f"inside). Pass a best.pt or last.pt written by `seglab train`.")
+    return state
+
+
+def load_model(path: str | os.PathLike, num_classes: int | None = None, in_channels: int | None = None,
+               map_location: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """Rebuild the model stored in a checkpoint and load its weights.
+
+    ``num_classes`` / ``in_channels``: what the caller needs; a checkpoint trained for
+    something else is refused with a message saying what it was trained for.
+    """
+    state = load_checkpoint(path, map_location)
+    config = state.get("model_config", {})
+    for name, wanted in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if wanted is not None and config.get(name) != wanted:
+            raise CheckpointError(f"checkpoint {path} was trained with {name}={config.get(name)} "
+                                  f"(data set {state.get('dataset', '?')}), but {wanted} is needed here. "
+                                  f"Use a checkpoint trained on this data set.")
+    try:
+        model = UNet.from_config(config)
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise CheckpointError(f"checkpoint {path} does not fit the architecture it describes "
+                              f"({first}). It was written by another version or edited; retrain.") from None
+    return model, state
+
+
+def load_pretrained(map_location: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """The course's pretrained CamVid U-Net, shipped inside the package (no download).
+    Returns ``(model, checkpoint)``; see ``seglab/pretrained/MODEL_CARD.md``."""
+    if not PRETRAINED_FILE.exists():
+        raise CheckpointError(f"the pretrained model {PRETRAINED_FILE} is missing from this install. "
+                              f"Reinstall seglab, or train one with `seglab train`.")
+    model, state = load_model(PRETRAINED_FILE, map_location=map_location)
+    return model.eval(), state

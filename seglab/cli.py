@@ -1,0 +1,312 @@
+"""The ``seglab`` command: download, train, evaluate, predict, info (also ``python -m seglab``).
+
+Bad input never ends in a traceback: every error is one line that names the option or
+file and the fix, and the exit status is non-zero (2 for bad options or files, 1 for a
+failed run, 130 for a run stopped with Ctrl-C after saving its checkpoint).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .errors import SeglabError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line ('seglab train: error: ...')."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h <= 0 or w <= 0:
+            raise ValueError
+        return h, w
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 180x240 (got {text!r})") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < math.inf:  # also refuses nan and inf, which would only diverge later
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive finite number, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """A device this machine has: checked here, so a typo or a missing GPU is one line, not a
+    traceback from deep inside torch."""
+    import torch
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use cpu, cuda, cuda:1 or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available here; use --device cpu "
+                                             f"or leave --device out")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA GPU(s), "
+                                             f"cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: Apple MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}: use cpu, cuda, cuda:1 or mps")
+    return text
+
+
+def _on_off(text: str) -> bool:
+    if text.lower() in ("on", "true", "yes", "1"):
+        return True
+    if text.lower() in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .engine import CLASS_WEIGHTS, OPTIMIZERS
+    from .recipes import RECIPES
+
+    parser = _Parser(prog="seglab", description="seglab: semantic segmentation course tools "
+                     "(CamVid 11 classes + void, ISBI 2012 EM membranes).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("download", help="download and verify a data set",
+                       description="Download a data set from its pinned source, verifying every file's "
+                                   "SHA-256; files already present and valid are kept, so an interrupted "
+                                   "download resumes where it stopped.")
+    p.add_argument("dataset", nargs="?", default="camvid", help="camvid (default) or isbi-em")
+    p.add_argument("--root", help="target folder (default: $SEGLAB_DATA / $SEGLAB_ISBI_DATA, else data/<name>)")
+    p.add_argument("--base-url", help="mirror to download from (default: the pinned GitHub commit; "
+                                      "also $SEGLAB_CAMVID_URL / $SEGLAB_ISBI_URL)")
+    p.add_argument("--from", dest="source", help="a local folder or archive (.zip, .tar.gz) you already "
+                                                 "have: its files are verified and copied instead of downloaded")
+    p.add_argument("--workers", type=_positive_int, default=4, help="parallel downloads (default 4)")
+
+    p = sub.add_parser("train", help="train a U-Net and write a run folder",
+                       description="Train a U-Net. Writes config.json, history.json/.csv, best.pt and "
+                                   "last.pt into --out. Ctrl-C saves last.pt; --resume continues it.")
+    p.add_argument("--recipe", default="course", help=f"preset to start from: {', '.join(RECIPES)} (default course)")
+    p.add_argument("--dataset", help="camvid or isbi-em (default: the recipe's)")
+    p.add_argument("--root", help="data folder (default: $SEGLAB_DATA or data/<name>)")
+    p.add_argument("--out", help="run folder (default runs/<recipe>)")
+    p.add_argument("--resume", help="checkpoint (last.pt) to continue from; its settings are reused")
+    p.add_argument("--epochs", type=_positive_int, help="passes over the training set")
+    p.add_argument("--max-steps", type=_positive_int, help="stop after this many optimisation steps")
+    p.add_argument("--budget", help="wall-clock budget such as 15m or 900s: the schedule is sized to fit")
+    p.add_argument("--batch-size", type=_positive_int, help="images per step (global, across processes)")
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser (default adam)")
+    p.add_argument("--weight-decay", type=_non_negative_float, help="weight decay (default 1e-4)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), help="learning-rate schedule after warm-up")
+    p.add_argument("--loss", choices=("ce", "dice", "ce+dice"), help="loss (default ce: cross-entropy, void ignored)")
+    p.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="class weighting against imbalance")
+    p.add_argument("--size", type=_size, help="working resolution HxW (default 180x240)")
+    p.add_argument("--crop", type=_size, help="random crop HxW during training")
+    p.add_argument("--width", type=_positive_int, help="U-Net channels at the first level (default 16)")
+    p.add_argument("--depth", type=_positive_int, help="U-Net down-sampling steps (default 4)")
+    p.add_argument("--skip", type=_on_off, help="skip connections on/off")
+    p.add_argument("--batchnorm", type=_on_off, help="BatchNorm on/off")
+    p.add_argument("--bilinear", type=_on_off, help="bilinear upsampling (on) or transposed convolutions (off)")
+    p.add_argument("--stem-stride", type=int, choices=(1, 2), help="2: run the U-Net at half resolution")
+    p.add_argument("--augment", type=_on_off, help="training augmentation on/off")
+    p.add_argument("--subset", type=_positive_int, help="train on this many images only")
+    p.add_argument("--val-subset", type=_positive_int, help="validate on this many images only")
+    p.add_argument("--seed", type=int, help="random seed (a CPU run with the same seed repeats exactly)")
+    p.add_argument("--device", type=_device, help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    p.add_argument("--fast", type=_on_off, help="per-device speed settings (channels_last, bf16/fp16 autocast "
+                                                "where the hardware has it); off = plain fp32")
+    p.add_argument("--compile", type=_on_off, help="torch.compile the model (pays off only for long runs)")
+    p.add_argument("--workers", type=_non_negative_int, help="DataLoader worker processes (default: 0 on <= 2 cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on a split",
+                       description="Score a checkpoint at the data's full resolution (CamVid 360x480): "
+                                   "predictions are resized back to each label's size; void is ignored.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a .pt file written by seglab train")
+    src.add_argument("--pretrained", action="store_true", help="the course's shipped pretrained model")
+    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--root", help="data folder")
+    p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--device", type=_device, help="cpu, cuda or mps")
+    p.add_argument("--fast", type=_on_off, default=True, help="per-device speed settings on/off")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+
+    p = sub.add_parser("predict", help="write label PNGs for images",
+                       description="Predict one 8-bit label PNG (class indices) per input image, at the "
+                                   "input's own size. Files that are not images are skipped and reported.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a .pt file written by seglab train")
+    src.add_argument("--pretrained", action="store_true", help="the course's shipped pretrained model")
+    p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument("--output", required=True, help="folder for the label PNGs")
+    p.add_argument("--color", action="store_true", help="also write colourised PNGs (<name>_color.png)")
+    p.add_argument("--device", type=_device, help="cpu, cuda or mps")
+
+    sub.add_parser("info", help="print the device, CPU class and the settings seglab would use")
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+def _cmd_download(args) -> int:
+    from .download import download, import_local
+    if args.source:
+        path = import_local(args.dataset, args.source, args.root)
+    else:
+        path = download(args.dataset, args.root, base_url=args.base_url, workers=args.workers)
+    print(f"{args.dataset}: complete and verified in {path}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .engine import TrainConfig, fit, parse_duration
+    from .recipes import get_recipe
+
+    values = get_recipe(args.recipe)
+    options = {"dataset": args.dataset, "root": args.root, "epochs": args.epochs, "max_steps": args.max_steps,
+               "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
+               "weight_decay": args.weight_decay, "schedule": args.schedule, "loss": args.loss,
+               "class_weights": args.class_weights, "size": args.size, "crop": args.crop, "width": args.width,
+               "depth": args.depth, "skip": args.skip, "batchnorm": args.batchnorm, "bilinear": args.bilinear,
+               "stem_stride": args.stem_stride, "augment": args.augment, "subset": args.subset,
+               "val_subset": args.val_subset, "seed": args.seed, "device": args.device, "fast": args.fast,
+               "compile": args.compile, "workers": args.workers}
+    values.update({k: v for k, v in options.items() if v is not None})
+    if args.budget is not None:
+        values["budget"] = parse_duration(args.budget)
+        if values["budget"] <= 0:
+            raise SeglabError(f"--budget must be positive (got {args.budget!r})")
+    # A resumed run continues in its own folder unless --out says otherwise.
+    values["out_dir"] = args.out or (str(Path(args.resume).parent) if args.resume else f"runs/{args.recipe}")
+    values["resume"] = args.resume
+    values["progress"] = not args.quiet
+    out = Path(values["out_dir"])
+    if out.exists() and not out.is_dir():
+        raise SeglabError(f"--out {out} is a file, not a folder: choose another path")
+    if args.resume and not Path(args.resume).is_file():
+        raise SeglabError(f"--resume {args.resume}: no such checkpoint file (look for last.pt in the run folder)")
+    config = TrainConfig.from_dict(values)
+    config.validate()
+    run = fit(config)
+    if run.out_dir is None:  # not rank 0 of a torchrun job
+        return 0
+    if run.interrupted:
+        print(f"interrupted: saved {run.last_path}; resume with "
+              f"`seglab train --resume {run.last_path} --out {run.out_dir}`", file=sys.stderr)
+        return 130
+    last = run.history[-1] if run.history else {}
+    print(f"done in {run.seconds:.0f} s: {len(run.history)} epochs, best val mIoU {run.best_miou:.3f}, "
+          f"last val pixel accuracy {last.get('val_pixel_accuracy', float('nan')):.3f}; run folder {run.out_dir}")
+    return 0
+
+
+def _resolve_checkpoint(args) -> str:
+    if args.pretrained:
+        from .checkpoint import PRETRAINED_FILE
+        from .errors import CheckpointError
+        if not PRETRAINED_FILE.exists():
+            raise CheckpointError(f"the pretrained model {PRETRAINED_FILE} is missing from this install. "
+                                  f"Reinstall seglab, or train one with `seglab train` and pass --checkpoint.")
+        return str(PRETRAINED_FILE)
+    return args.checkpoint
+
+
+def _cmd_evaluate(args) -> int:
+    from .engine import evaluate_checkpoint
+    result = evaluate_checkpoint(_resolve_checkpoint(args), args.split, args.root, args.batch_size,
+                                 args.device, args.fast)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    h, w = result["resolution"]
+    print(f"{result['checkpoint']} on {result['split']} ({result['images']} images at {h}x{w}, "
+          f"{result['device']}, {result['seconds']:.1f} s)")
+    for name, value in result["iou"].items():
+        print(f"  IoU {name:<12} {'  n/a' if value is None else f'{value:.3f}'}")
+    print(f"mean IoU        {result['miou']:.4f}")
+    print(f"pixel accuracy  {result['pixel_accuracy']:.4f}")
+    print(f"mean class acc. {result['mean_class_accuracy']:.4f}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .predict import predict_files
+    written, skipped = predict_files(_resolve_checkpoint(args), args.input, args.output, args.color, args.device)
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"wrote {len(written)} label PNG(s) to {args.output}; skipped {len(skipped)}")
+    return 0 if written else 1
+
+
+def _cmd_info(args) -> int:
+    from .hardware import choose_settings, cpu_info, describe, get_device
+    device = get_device()
+    print(f"device: {describe(device)}")
+    print(f"cpu: {json.dumps(cpu_info())}")
+    print(f"training settings: {choose_settings(device).as_dict()}")
+    return 0
+
+
+COMMANDS = {"download": _cmd_download, "train": _cmd_train, "evaluate": _cmd_evaluate,
+            "predict": _cmd_predict, "info": _cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SeglabError as err:
+        print(f"seglab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"seglab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,740 @@
+"""Training, evaluation and prediction: the loop every notebook and command shares.
+
+``fit(TrainConfig(...))`` is the whole recipe: data, model, loss, optimiser, learning-rate
+schedule, a tqdm bar, per-epoch validation, best/last checkpoints, resume, Ctrl-C, a
+wall-clock budget, and torchrun. It is long only because it handles the real cases; the
+step at its heart is :func:`train_step`, six lines a learner can read in one go.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader
+
+from ._version import __version__
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import SegmentationDataset, quick_mode
+from .datasets import get_spec
+from .errors import SeglabError, TrainingError
+from .hardware import SpeedSettings, autocast, choose_settings, describe, get_device
+from .losses import class_frequencies, class_weights, make_loss
+from .metrics import ConfusionMatrix
+from .models import UNet
+from .transforms import eval_transforms, train_transforms
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run. The defaults are the course's CamVid recipe."""
+
+    dataset: str = "camvid"
+    root: str | None = None                  # data root (None: $SEGLAB_DATA or data/<name>)
+    train_splits: tuple[str, ...] = ("train",)
+    val_split: str = "val"
+    size: tuple[int, int] = (180, 240)       # working resolution (the cache stores it)
+    crop: tuple[int, int] | None = (176, 240)
+    augment: bool = True
+    scale: tuple[float, float] = (0.75, 1.5)
+    hflip: bool = True
+    vflip: bool = False
+    rotate: float = 0.0
+    elastic: float = 0.0
+    color_jitter: float = 0.2
+    # model
+    width: int = 16
+    depth: int = 4
+    batchnorm: bool = True
+    bilinear: bool = True
+    skip: bool = True
+    stem_stride: int = 1
+    # optimisation
+    epochs: int = 30
+    max_steps: int | None = None             # stop after this many steps (short experiments)
+    budget: float | None = None              # seconds of wall clock; sizes epochs to fit
+    batch_size: int = 8
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"                 # 'cosine' (with warm-up) or 'constant'
+    warmup_steps: int = 50
+    loss: str = "ce"
+    class_weights: str = "none"              # 'none', 'median', 'sqrt' or 'inverse'
+    # run
+    seed: int = 0
+    device: str | None = None
+    fast: bool = True                        # per-device speed settings (hardware.choose_settings)
+    compile: bool = False
+    workers: int | None = None
+    subset: int | None = None                # use only this many training images
+    val_subset: int | None = None
+    val_every: int = 1
+    out_dir: str | None = "runs/camvid"
+    resume: str | None = None
+    progress: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+        return cls(**clean)
+
+    def validate(self) -> None:
+        """Raise ``SeglabError`` with a one-line message for an impossible option."""
+        checks = [
+            (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})"),
+            (self.lr > 0, f"--lr must be positive (got {self.lr})"),
+            (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1 (got {self.max_steps})"),
+            (self.budget is None or self.budget > 0, f"--budget must be positive (got {self.budget})"),
+            (self.width >= 2 and self.depth >= 1, f"--width must be >= 2 and --depth >= 1"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})"),
+            (self.schedule in ("cosine", "constant"), f"--schedule must be 'cosine' or 'constant' (got {self.schedule!r})"),
+            (self.loss in ("ce", "dice", "ce+dice"), f"--loss must be 'ce', 'dice' or 'ce+dice' (got {self.loss!r})"),
+            (self.class_weights in CLASS_WEIGHTS,
+             f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)} (got {self.class_weights!r})"),
+            (all(s > 0 for s in self.size), f"--size must be positive (got {self.size})"),
+            (self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay})"),
+            (self.workers is None or self.workers >= 0, f"--workers must be 0 or more (got {self.workers})"),
+            # every down-sampling step halves the image: the smallest side must survive them all
+            (min(*(self.crop or self.size), *self.size) >= self.stem_stride * 2 ** self.depth,
+             f"--depth {self.depth} halves the image {self.depth} times, too often for --size "
+             f"{self.size[0]}x{self.size[1]}" + (f" / --crop {self.crop[0]}x{self.crop[1]}" if self.crop else "")
+             + f": use a smaller --depth or a larger --size"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SeglabError(message)
+        try:
+            get_spec(self.dataset)
+        except ValueError as err:  # an unknown name: one line for the command line, not a traceback
+            raise SeglabError(f"--dataset: {err}") from None
+
+
+# --------------------------------------------------------------------------- small pieces
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch so that a CPU run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
+CLASS_WEIGHTS = ("none", "median", "sqrt", "inverse")
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):
+    """'sgd', 'sgd-momentum', 'adam' or 'adamw'."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd-momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=max(weight_decay, 1e-2))
+    raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total`` (or flat)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train_step(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module,
+               optimizer: torch.optim.Optimizer) -> float:
+    """One optimisation step: forward, loss (void ignored by ``loss_fn``), backward, update.
+    Returns the loss as a float."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(images)
+    loss = loss_fn(logits, masks)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def parse_duration(text: str | float | int) -> float:
+    """'15m' -> 900.0, '90s' -> 90.0, '1.5h' -> 5400.0, '300' -> 300.0 (seconds)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    value = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        seconds = float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
+    except ValueError:
+        raise SeglabError(f"cannot read the duration {text!r}: write it like 15m, 90s or 1h") from None
+    if not math.isfinite(seconds):  # 'inf' and 'nan' parse as floats but size no schedule
+        raise SeglabError(f"the duration {text!r} is not a finite time: write it like 15m, 90s or 1h")
+    return seconds
+
+
+def code_version() -> str:
+    """seglab's version plus the git commit when run from a checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+# --------------------------------------------------------------------------- distributed
+
+def _dist_env() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment, (0, 0, 1) otherwise."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)))
+
+
+def _init_distributed(device: torch.device) -> None:
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def _all_reduce_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+# --------------------------------------------------------------------------- data feeding
+
+class SeededAugment(torch.utils.data.Dataset):
+    """Gives every sample's random augmentation its own seed, made from the run's seed, the
+    epoch and the sample's index. The same image then gets the same random crop whether a
+    worker process or the main process loads it, and whether the run was resumed or not:
+    that is what makes an interrupted-and-resumed run end with exactly the same weights."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**63)
+            return self.dataset[index]
+
+
+def iterate(loader: DataLoader):
+    """Iterate a DataLoader; with 0 workers, fetch each batch with one thread. Per-sample
+    transforms are many tiny tensor ops, and spreading each over several threads costs
+    more in synchronisation than it saves (measured: a horizontal flip of one 180x240
+    image took 36 ms with 2 threads on a busy 2-core machine, 0.1 ms with 1)."""
+    it = iter(loader)
+    while True:
+        if loader.num_workers == 0:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                batch = next(it, None)
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            batch = next(it, None)
+        if batch is None:
+            return
+        yield batch
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def _as_plain(t: torch.Tensor) -> torch.Tensor:
+    return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int, int] | None = None,
+                   settings: SpeedSettings | None = None) -> torch.Tensor:
+    """Logits for normalised images ``[N, C, H, W]`` at their own size: the images are
+    resized to ``work_size`` (the resolution the model was trained at), and the logits
+    resized back, so a label of any size can be scored pixel for pixel."""
+    device = next(model.parameters()).device
+    settings = settings or SpeedSettings()
+    x = _as_plain(images).to(device, non_blocking=True)
+    size = x.shape[-2:]
+    if work_size is not None and tuple(size) != tuple(work_size):
+        x = F.interpolate(x, size=list(work_size), mode="bilinear", align_corners=False, antialias=True)
+    if settings.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, settings):
+        logits = model(x)
+    logits = logits.float()
+    if logits.shape[-2:] != size:
+        logits = F.interpolate(logits, size=list(size), mode="bilinear", align_corners=False)
+    return logits
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | None,
+             work_size: tuple[int, int] | None = None, batch_size: int = 8,
+             settings: SpeedSettings | None = None, class_names=None, loader: DataLoader | None = None,
+             world: int = 1) -> dict:
+    """Score ``model`` on ``dataset`` (pairs of normalised image and int64 mask at the
+    labels' own resolution). Returns the metrics of :func:`seglab.metrics.scores` plus
+    ``loss`` (mean cross-entropy over non-void pixels) and ``confusion`` (the matrix)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    ignore = -100 if ignore_index is None else ignore_index
+    loss_sum = torch.zeros(2, dtype=torch.float64)
+    loader = loader or DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    for images, masks in iterate(loader):
+        masks = _as_plain(masks).to(device)
+        logits = predict_logits(model, images, work_size, settings)
+        loss_sum[0] += F.cross_entropy(logits, masks, ignore_index=ignore, reduction="sum").double().cpu()
+        loss_sum[1] += (masks != ignore).sum().cpu()
+        cm.update(logits.argmax(1), masks)
+    _all_reduce_sum(cm.matrix, world)
+    _all_reduce_sum(loss_sum, world)
+    model.train(was_training)
+    result = cm.compute(class_names)
+    result["loss"] = float(loss_sum[0] / loss_sum[1].clamp(min=1))
+    result["confusion"] = cm.matrix.tolist()
+    return result
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root: str | None = None,
+                        batch_size: int = 8, device: str | None = None, fast: bool = True,
+                        subset: int | None = None) -> dict:
+    """Score a saved model on a split at the data's native resolution (CamVid: 360x480),
+    the way published CamVid numbers are computed."""
+    from .checkpoint import load_model
+    state = load_checkpoint(checkpoint)
+    spec = get_spec(state.get("dataset", "camvid"))
+    model, state = load_model(checkpoint, num_classes=spec.num_classes)
+    dev = get_device(device)
+    settings = choose_settings(dev, fast, training=False)
+    model = prepare_model(model.to(dev), settings)
+    data = SegmentationDataset(spec, root, split, None, eval_transforms(spec), subset=subset)
+    work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
+    start = time.perf_counter()
+    result = evaluate(model, data, spec.num_classes, spec.ignore_index, work, batch_size, settings,
+                      spec.class_names)
+    result.update(split=split, images=len(data), seconds=time.perf_counter() - start,
+                  resolution=list(data.size), work_size=list(work), device=describe(dev),
+                  checkpoint=str(checkpoint))
+    return result
+
+
+def prepare_model(model: nn.Module, settings: SpeedSettings) -> nn.Module:
+    """Apply the memory layout of ``settings`` (channels_last keeps pixels of one location
+    together, which oneDNN and cuDNN convolutions prefer)."""
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+# --------------------------------------------------------------------------- training
+
+@dataclass
+class Run:
+    """What :func:`fit` returns."""
+
+    model: nn.Module
+    history: list[dict]
+    config: TrainConfig
+    out_dir: Path | None
+    best_path: Path | None = None
+    last_path: Path | None = None
+    interrupted: bool = False
+    settings: SpeedSettings = field(default_factory=SpeedSettings)
+    seconds: float = 0.0
+
+    @property
+    def best_miou(self) -> float:
+        values = [h["val_miou"] for h in self.history if h.get("val_miou") is not None]
+        return max(values) if values else float("nan")
+
+
+class _Interrupt:
+    """Turns Ctrl-C (SIGINT) into a flag checked between steps, so the loop can save a
+    resumable checkpoint instead of dying half-way through an update."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C is not ours to catch
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def build_datasets(config: TrainConfig):
+    """The training set (cached at ``config.size``, augmented) and the validation set
+    (native resolution, so validation mIoU means what test mIoU means)."""
+    spec = get_spec(config.dataset)
+    transform = train_transforms(spec, config.crop, config.scale, config.hflip, config.color_jitter,
+                                 config.rotate, config.vflip, config.elastic, config.augment)
+    parts = [SegmentationDataset(spec, config.root, s, config.size, transform, config.subset,
+                                 progress=config.progress) for s in config.train_splits]
+    train = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    val = SegmentationDataset(spec, config.root, config.val_split, None, eval_transforms(spec),
+                              config.val_subset, progress=config.progress)
+    return spec, parts, train, val
+
+
+def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Run:
+    """Train a U-Net as ``config`` says and return the :class:`Run`.
+
+    - ``callbacks``: functions called with each epoch's history record (live plots).
+    - ``model``: train this model instead of building one from the config.
+    - ``config.resume``: continue from a checkpoint exactly where it stopped (on CPU with
+      0 workers the resumed run ends with the same weights as an uninterrupted one).
+    - ``config.budget``: seconds of wall clock; the first steps measure the machine's speed
+      and the number of epochs (and so the learning-rate schedule) is sized to fit.
+    - Ctrl-C saves ``last.pt`` and returns with ``run.interrupted = True``.
+    """
+    wall_start = time.perf_counter()
+    resume_state = None
+    if config.resume:
+        resume_state = load_checkpoint(config.resume)
+        saved = TrainConfig.from_dict(resume_state["train_config"])
+        saved.resume, saved.progress = config.resume, config.progress
+        saved.out_dir = config.out_dir if config.out_dir else saved.out_dir
+        if config.root:
+            saved.root = config.root
+        config = saved
+    config.validate()
+    rank, local_rank, world = _dist_env()
+    device = get_device(config.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+    if world > 1:
+        _init_distributed(device)
+    settings = choose_settings(device, config.fast)
+    settings.compile = bool(config.compile)
+    set_seed(config.seed)
+
+    spec, parts, train_set, val_set = build_datasets(config)
+    if model is None:
+        model = UNet(spec.in_channels, spec.num_classes, config.width, config.depth, config.batchnorm,
+                     config.bilinear, config.skip, config.stem_stride)
+    model = prepare_model(model.to(device), settings)
+    weights = None
+    if config.class_weights != "none":
+        masks = torch.cat([p.masks.reshape(-1) for p in parts])
+        weights = class_weights(class_frequencies(masks, spec.num_classes, spec.ignore_index),
+                                config.class_weights).to(device)
+    loss_fn = make_loss(config.loss, weights, spec.ignore_index)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay, config.momentum)
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.amp_dtype == "float16")
+
+    history: list[dict] = []
+    step, start_epoch, skip_batches = 0, 0, 0
+    partial_epoch = [0.0, 0, 0]  # loss sum, samples, images of an epoch cut by Ctrl-C
+    best = -1.0
+    total_steps = None
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        history = list(resume_state.get("history", []))
+        step = int(resume_state["step"])
+        start_epoch = int(resume_state["epoch"])
+        skip_batches = int(resume_state.get("batches_done", 0))
+        partial_epoch = resume_state.get("partial_epoch", [0.0, 0, 0])
+        best = float(resume_state.get("best_miou", -1.0))
+        total_steps = resume_state.get("total_steps")
+        torch.set_rng_state(resume_state["rng_torch"])
+        if "rng_cuda" in resume_state and device.type == "cuda":
+            torch.cuda.set_rng_state(resume_state["rng_cuda"])
+
+    ddp_model = model
+    if world > 1:
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    run_model = torch.compile(ddp_model) if settings.compile else ddp_model
+
+    per_rank_batch = max(1, config.batch_size // world)
+    if len(train_set) < per_rank_batch * world:
+        raise SeglabError(f"--batch-size {config.batch_size} is larger than the training set ({len(train_set)} "
+                          f"images{', --subset ' + str(config.subset) if config.subset else ''}): use "
+                          f"--batch-size {max(1, len(train_set) // world) * world} or less")
+    steps_per_epoch = max(1, len(train_set) // (per_rank_batch * world))
+    if total_steps is None:
+        total_steps = steps_per_epoch * config.epochs
+        if config.max_steps is not None:
+            total_steps = min(total_steps, config.max_steps)
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    calibrating = config.budget is not None and resume_state is None
+
+    out_dir = Path(config.out_dir) if (config.out_dir and rank == 0) else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SeglabError(f"output folder {out_dir} is a file; choose another --out")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"config": config.as_dict(), "settings": settings.as_dict(), "device": describe(device),
+                "code_version": code_version(), "command": " ".join(sys.argv), "world_size": world,
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        (out_dir / "config.json").write_text(json.dumps(meta, indent=2))
+    best_path = out_dir / "best.pt" if out_dir else None
+    last_path = out_dir / "last.pt" if out_dir else None
+
+    def checkpoint_state(epoch: int, batches_done: int, partial=(0.0, 0, 0)) -> dict:
+        state = {"model_config": model.config if hasattr(model, "config") else {},
+                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                 "optimizer": optimizer.state_dict(), "train_config": config.as_dict(),
+                 "dataset": spec.name, "class_names": list(spec.class_names),
+                 "epoch": epoch, "batches_done": batches_done, "step": step, "total_steps": total_steps,
+                 "history": history, "best_miou": best, "rng_torch": torch.get_rng_state(),
+                 "partial_epoch": list(partial),
+                 "code_version": code_version()}
+        if device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(device)
+        return state
+
+    seeded_train = SeededAugment(train_set, config.seed)
+    interrupted = False
+    bar = None
+    if config.progress and rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", dynamic_ncols=True)
+    step_times: list[float] = []
+    with _Interrupt() as stop:
+        epoch = start_epoch
+        while step < total_steps:
+            epoch_start = time.perf_counter()
+            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
+            usable = order[: steps_per_epoch * per_rank_batch * world].view(steps_per_epoch, world, per_rank_batch)
+            batches = [b[rank].tolist() for b in usable][skip_batches:]
+            seeded_train.epoch = epoch
+            loader = DataLoader(seeded_train, batch_sampler=batches, num_workers=_workers(config),
+                                generator=torch.Generator().manual_seed(epoch))
+            loss_sum, seen, images_seen = float(partial_epoch[0]), int(partial_epoch[1]), int(partial_epoch[2])
+            partial_epoch = [0.0, 0, 0]
+            done_in_epoch = skip_batches
+            skip_batches = 0
+            for images, masks in iterate(loader):
+                t0 = time.perf_counter()
+                factor = lr_factor(step, total_steps, min(config.warmup_steps, total_steps // 10), config.schedule)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * factor
+                x = _as_plain(images).to(device, non_blocking=True)
+                y = _as_plain(masks).to(device, non_blocking=True)
+                if settings.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                run_model.train()
+                optimizer.zero_grad(set_to_none=True)
+                try:
+                    with autocast(device, settings):
+                        logits = run_model(x)
+                    loss = loss_fn(logits.float(), y)
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        kept = f" The last good checkpoint is kept at {last_path}." if last_path and last_path.exists() else ""
+                        raise TrainingError(
+                            f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training diverged. "
+                            f"Try a lower learning rate (--lr {config.lr / 10:g}), --fast off (full fp32), "
+                            f"or check the labels for invalid values.{kept}")
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                except torch.OutOfMemoryError:
+                    raise TrainingError(f"out of memory on {describe(device)} with batch size {config.batch_size} "
+                                        f"at {config.size[0]}x{config.size[1]}: try --batch-size "
+                                        f"{max(1, config.batch_size // 2)} or a smaller --size.") from None
+                step += 1
+                done_in_epoch += 1
+                loss_sum += value * x.shape[0]
+                seen += x.shape[0]
+                images_seen += x.shape[0] * world
+                step_times.append(time.perf_counter() - t0)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{value:.3f}")
+                if calibrating and (len(step_times) >= 12 or (len(step_times) >= 3 and
+                                                              sum(step_times) > 0.05 * config.budget)):
+                    total_steps, epochs = _size_to_budget(config, run_model, val_set, spec, settings, device,
+                                                          wall_start, step_times[1:], steps_per_epoch, step, world)
+                    calibrating = False
+                    if bar is not None:
+                        bar.total = total_steps
+                        bar.refresh()
+                if stop.requested or step >= total_steps:
+                    break
+            if stop.requested and done_in_epoch < steps_per_epoch and step < total_steps:
+                interrupted = True
+                if last_path is not None:
+                    save_checkpoint(last_path, checkpoint_state(epoch, done_in_epoch, (loss_sum, seen, images_seen)))
+                break
+            # ---- end of epoch: validate, record, checkpoint
+            epoch += 1
+            stats = torch.tensor([loss_sum, seen], dtype=torch.float64)
+            _all_reduce_sum(stats, world)
+            record = {"epoch": epoch, "step": step, "train_loss": float(stats[0] / max(stats[1], 1)),
+                      "lr": optimizer.param_groups[0]["lr"]}
+            if epoch % config.val_every == 0 or step >= total_steps:
+                val_sampler = list(range(rank, len(val_set), world))
+                val_loader = DataLoader(torch.utils.data.Subset(val_set, val_sampler), batch_size=per_rank_batch,
+                                        shuffle=False, num_workers=0)
+                try:
+                    scores = evaluate(model, val_set, spec.num_classes, spec.ignore_index, config.size,
+                                      per_rank_batch, settings, spec.class_names, loader=val_loader, world=world)
+                except torch.OutOfMemoryError:
+                    raise TrainingError(f"out of memory on {describe(device)} while validating with batch size "
+                                        f"{per_rank_batch}: try --batch-size {max(1, config.batch_size // 2)} "
+                                        f"or a smaller --size.") from None
+                record.update(val_loss=scores["loss"], val_miou=scores["miou"],
+                              val_pixel_accuracy=scores["pixel_accuracy"])
+            record["seconds"] = time.perf_counter() - epoch_start
+            record["images_per_second"] = images_seen / max(record["seconds"], 1e-9)
+            history.append(record)
+            if bar is not None and record.get("val_miou") is not None:
+                bar.set_postfix(epoch=f"{epoch}/{epochs}", val_miou=f"{record['val_miou']:.3f}")
+            improved = record.get("val_miou") is not None and record["val_miou"] > best
+            if improved:
+                best = record["val_miou"]
+            if out_dir is not None:
+                # A finite loss can still leave NaN weights after the update; never let them
+                # overwrite the last good checkpoint.
+                if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+                    kept = f" The last good checkpoint is kept at {last_path}." if last_path.exists() else ""
+                    raise TrainingError(
+                        f"the weights became NaN or infinite in epoch {epoch}: training diverged. Try a lower "
+                        f"learning rate (--lr {config.lr / 10:g}) or --fast off (full fp32).{kept}")
+                state = checkpoint_state(epoch, 0)
+                save_checkpoint(last_path, state)
+                if improved:
+                    save_checkpoint(best_path, state)
+                _write_history(out_dir, history)
+            for callback in callbacks:
+                callback(record)
+            if stop.requested:
+                interrupted = step < total_steps
+                break
+    if bar is not None:
+        bar.close()
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+    return Run(model=model, history=history, config=config, out_dir=out_dir, best_path=best_path,
+               last_path=last_path, interrupted=interrupted, settings=settings,
+               seconds=time.perf_counter() - wall_start)
+
+
+def _workers(config: TrainConfig) -> int:
+    if config.workers is not None:
+        return config.workers
+    cores = os.cpu_count() or 1
+    return 0 if ("ipykernel" in sys.modules or cores <= 2) else min(4, cores // 2)
+
+
+def plan_epochs(budget: float, elapsed: float, step_time: float, val_time: float, steps_per_epoch: int,
+                steps_done: int, val_every: int = 1, margin: float = 0.04) -> int:
+    """How many epochs fit in ``budget`` seconds, given what is already spent (``elapsed``,
+    ``steps_done``) and the measured seconds per training step and per validation pass.
+    Keeps ``margin`` of the budget (4 %) for checkpoints and the unexpected; at least 1."""
+    remaining = budget * (1 - margin) - elapsed + steps_done * step_time
+    per_epoch = steps_per_epoch * step_time + val_time / val_every
+    return max(1, int(remaining // per_epoch))
+
+
+def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, step_times, steps_per_epoch,
+                    step, world) -> tuple[int, int]:
+    """Measure the machine: seconds per training step (from the steps just run) and per
+    validation pass (timed on a few images), then size the run with :func:`plan_epochs`."""
+    step_time = float(np.median(step_times)) * 1.03  # data loading and bookkeeping between steps
+    probe = torch.utils.data.Subset(val_set, list(range(min(len(val_set), 2 * config.batch_size))))
+    t0 = time.perf_counter()
+    evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings)
+    val_time = (time.perf_counter() - t0) / max(1, len(probe)) * len(val_set) / world
+    epochs = plan_epochs(config.budget, time.perf_counter() - wall_start, step_time, val_time,
+                         steps_per_epoch, step, config.val_every)
+    total = max(step, epochs * steps_per_epoch)
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    print(f"budget {config.budget:.0f} s on {describe(device)}: {step_time * 1000:.0f} ms/step, "
+          f"validation {val_time:.1f} s -> {epochs} epochs ({total} steps)", file=sys.stderr)
+    return total, math.ceil(total / steps_per_epoch)
+
+
+def _write_history(out_dir: Path, history: list[dict]) -> None:
+    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    lines = [",".join(keys)] + [",".join("" if h.get(k) is None else f"{h[k]}" for k in keys) for h in history]
+    (out_dir / "history.csv").write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- learning-rate range test
+
+def lr_range_test(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer_name: str = "adam",
+                  start_lr: float = 1e-6, end_lr: float = 1.0, steps: int = 60,
+                  device: str | torch.device | None = None) -> dict:
+    """Leslie Smith's learning-rate range test: raise the learning rate exponentially from
+    ``start_lr`` to ``end_lr`` over ``steps`` steps and record the (smoothed) loss. The
+    model is modified in place: pass a fresh copy."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).train()
+    optimizer = make_optimizer(optimizer_name, model.parameters(), start_lr)
+    gamma = (end_lr / start_lr) ** (1 / max(1, steps - 1))
+    lrs, losses, smooth = [], [], None
+    batches = iter(loader)
+    for i in range(steps):
+        try:
+            images, masks = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            images, masks = next(batches)
+        lr = start_lr * gamma ** i
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = train_step(model, _as_plain(images).to(device), _as_plain(masks).to(device), loss_fn, optimizer)
+        smooth = loss if smooth is None else 0.8 * smooth + 0.2 * loss
+        lrs.append(lr)
+        losses.append(smooth)
+        if not math.isfinite(loss) or smooth > 4 * min(losses):
+            break
+    return {"lr": lrs, "loss": losses, "suggested_lr": suggest_lr(lrs, losses)}
+
+
+def suggest_lr(lrs: list[float], losses: list[float]) -> float:
+    """A learning rate from a range test: one tenth of the rate at which the smoothed loss
+    was lowest (the usual rule: a bit before the loss turns up, where it still falls)."""
+    if not lrs:
+        raise ValueError("empty range test")
+    best = int(np.nanargmin(np.asarray(losses, dtype=float)))
+    return float(lrs[best] / 10)

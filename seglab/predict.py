@@ -1,0 +1,115 @@
+"""Prediction for images outside the data set: files on disk, and images too large to
+run in one piece (overlap-tile, as in the U-Net paper)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from .checkpoint import load_model
+from .datasets import get_spec
+from .engine import predict_logits, prepare_model
+from .errors import SeglabError
+from .hardware import choose_settings, get_device
+
+
+def image_to_input(image: Image.Image, spec) -> torch.Tensor:
+    """A PIL image of any mode (grayscale, RGB, RGBA, palette) as a normalised float
+    tensor ``[1, C, H, W]`` with the channels the model expects."""
+    array = np.asarray(image.convert("RGB" if spec.in_channels == 3 else "L"), dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[:, :, None]
+    x = torch.from_numpy(array).permute(2, 0, 1)
+    mean = torch.tensor(spec.mean).view(-1, 1, 1)
+    std = torch.tensor(spec.std).view(-1, 1, 1)
+    return ((x - mean) / std).unsqueeze(0)
+
+
+def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, output: str | os.PathLike,
+                  color: bool = False, device: str | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Predict every image in ``inputs`` (a file or a folder) and write one 8-bit label PNG
+    per image into ``output``, at the image's own size. Returns (written, skipped) where
+    skipped lists (path, reason) for files that are not readable images."""
+    from .viz import colorize
+
+    inputs, output = Path(inputs), Path(output)
+    if not inputs.exists():
+        raise SeglabError(f"--input {inputs} does not exist")
+    if output.exists() and not output.is_dir():
+        raise SeglabError(f"--output {output} is a file, not a folder: choose another path")
+    files = sorted(p for p in inputs.iterdir() if p.is_file()) if inputs.is_dir() else [inputs]
+    targets = _output_names(files, output)
+    clash = [f for f in files if targets[f].resolve() in {g.resolve() for g in files}]
+    if clash:  # writing there would replace the user's images with label maps
+        raise SeglabError(f"--output {output} would overwrite the input {clash[0]} with its label PNG; "
+                          f"choose an output folder that holds no input images")
+    model, state = load_model(checkpoint)
+    spec = get_spec(state.get("dataset", "camvid"))
+    work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
+    dev = get_device(device)
+    settings = choose_settings(dev, training=False)
+    model = prepare_model(model.to(dev).eval(), settings)
+    output.mkdir(parents=True, exist_ok=True)
+    written, skipped = [], []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                x = image_to_input(im, spec)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            skipped.append((path, f"not a readable image ({type(err).__name__})"))
+            continue
+        pred = predict_logits(model, x, work, settings).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        target = targets[path]
+        Image.fromarray(pred, mode="L").save(target)
+        written.append(target)
+        if color:
+            Image.fromarray(colorize(pred, spec.palette)).save(target.with_name(f"{target.stem}_color.png"))
+    return written, skipped
+
+
+def _output_names(files: list[Path], output: Path) -> dict[Path, Path]:
+    """``<stem>.png`` per input; inputs that share a stem (``a.jpg``, ``a.png``) get
+    ``<stem>_<ext>.png`` so that no prediction overwrites another."""
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[f.stem] = stems.get(f.stem, 0) + 1
+    return {f: output / (f"{f.stem}.png" if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}.png")
+            for f in files}
+
+
+@torch.inference_mode()
+def predict_tiled(model: torch.nn.Module, image: torch.Tensor, tile: int = 256, overlap: int = 32,
+                  batch_size: int = 4) -> torch.Tensor:
+    """Overlap-tile prediction (Ronneberger et al. 2015): logits for a normalised image
+    ``[C, H, W]`` of any size, computed tile by tile.
+
+    The image is mirror-padded by ``overlap`` on every side, cut into tiles of
+    ``tile + 2 * overlap`` pixels, and only the central ``tile x tile`` of each tile's
+    prediction is kept: every kept pixel saw ``overlap`` pixels of real (or mirrored)
+    context, so no seam shows where tiles meet, and memory stays bounded.
+    """
+    device = next(model.parameters()).device
+    c, h, w = image.shape
+    ph, pw = (-h) % tile, (-w) % tile  # pad to a whole number of tiles
+    pad = [overlap, overlap + pw, overlap, overlap + ph]
+    mode = "reflect" if overlap + max(ph, pw) < min(h, w) else "replicate"
+    padded = F.pad(image[None].float(), pad, mode=mode)[0]
+    windows, origins = [], []
+    for top in range(0, h + ph, tile):
+        for left in range(0, w + pw, tile):
+            windows.append(padded[:, top:top + tile + 2 * overlap, left:left + tile + 2 * overlap])
+            origins.append((top, left))
+    out = None
+    for start in range(0, len(windows), batch_size):
+        batch = torch.stack(windows[start:start + batch_size]).to(device)
+        logits = model(batch).float()
+        if out is None:
+            out = torch.zeros(logits.shape[1], h + ph, w + pw, device=logits.device)
+        for (top, left), lg in zip(origins[start:start + batch_size], logits):
+            out[:, top:top + tile, left:left + tile] = lg[:, overlap:overlap + tile, overlap:overlap + tile]
+    return out[:, :h, :w]

@@ -1,0 +1,35 @@
+"""Named training recipes: the settings behind each figure the course quotes.
+
+A recipe is a set of :class:`seglab.engine.TrainConfig` overrides; ``seglab train
+--recipe NAME`` starts from it and any option given on the command line wins.
+"""
+from __future__ import annotations
+
+from .errors import SeglabError
+
+RECIPES: dict[str, dict] = {
+    # The course's CamVid recipe (notebook 04): U-Net width 16 at 180x240, Adam 1e-3.
+    "course": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=30,
+                   batch_size=8, optimizer="adam", lr=1e-3),
+    # The best model a 2-core laptop trains in 15 minutes (issue: fast on a laptop CPU).
+    "budget15": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, budget=900.0,
+                     epochs=1000, batch_size=8, optimizer="adam", lr=2e-3, class_weights="sqrt"),
+    # The shipped pretrained model (longer, resumable; see seglab/pretrained/MODEL_CARD.md).
+    "pretrained": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=50,
+                       batch_size=8, optimizer="adam", lr=2e-3, class_weights="sqrt",
+                       train_splits=("train", "val")),
+    # ISBI 2012 EM membranes (notebook 07): one channel, two classes, the U-Net paper's augmentation.
+    "isbi-em": dict(dataset="isbi-em", size=(256, 256), crop=(256, 256), width=16, epochs=60,
+                    batch_size=4, optimizer="adam", lr=1e-3, loss="ce+dice", rotate=90.0, vflip=True,
+                    elastic=40.0, color_jitter=0.1, scale=(0.8, 1.25)),
+    # A smoke test: a few steps on a few images (CI, quick mode).
+    "quick": dict(dataset="camvid", size=(90, 120), crop=(88, 120), width=8, epochs=1, max_steps=4,
+                  batch_size=4, subset=16, val_subset=8),
+}
+
+
+def get_recipe(name: str) -> dict:
+    """The overrides of recipe ``name`` (a copy), or a one-line error naming the choices."""
+    if name not in RECIPES:
+        raise SeglabError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    return dict(RECIPES[name])

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""One-file task runner: needs only Python 3.10+ (no make, no conda).
+
+    python3 tasks.py course      set up .venv, get the data, open the course in JupyterLab
+    python3 tasks.py test        set up .venv, run the whole test suite (package + notebooks)
+    python3 tasks.py notebooks   re-execute every notebook in full mode and write the outputs back
+    python3 tasks.py student     build the student versions of the assignments (nbgrader)
+    python3 tasks.py autograde   autograde submissions in classroom/submitted (nbgrader)
+    python3 tasks.py stamp       rewrite every notebook's Colab bootstrap cell from seglab/course.py
+
+Everything runs inside ./.venv, created on first use. The exact torch/torchvision pair
+is pinned here and only here (pyproject.toml keeps loose ranges, because Colab brings
+its own torch).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PINNED = ["torch==2.14.1", "torchvision==0.29.1"]
+SHARED = ROOT.parent / "shared"
+
+
+def python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def run(*cmd, env=None, check=True) -> int:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    code = subprocess.call([str(c) for c in cmd], env=env, cwd=ROOT)
+    if check and code != 0:
+        sys.exit(code)
+    return code
+
+
+def setup(extras: str = "course,test") -> None:
+    """Create .venv and install seglab (editable) with the pinned torch pair and extras.
+    Re-running is cheap: pip skips what is already installed."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"seglab needs Python 3.10 or newer; this is {sys.version.split()[0]}")
+    if not python().exists():
+        print(f"creating {VENV}", flush=True)
+        venv.create(VENV, with_pip=True)
+    run(python(), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PINNED, "-e", f".[{extras}]")
+
+
+def data_env(env: dict | None = None) -> dict:
+    """Point seglab at the real data where this checkout sits beside ../shared (CI), unless
+    SEGLAB_DATA / SEGLAB_ISBI_DATA already say where it is."""
+    env = dict(os.environ if env is None else env)
+    for var, folder in (("SEGLAB_DATA", SHARED / "camvid"), ("SEGLAB_ISBI_DATA", SHARED / "isbi-em")):
+        if not env.get(var) and folder.is_dir():
+            env[var] = str(folder)
+    return env
+
+
+def synthetic_data_env(env: dict) -> dict:
+    """Without the real data (offline, no ../shared), the notebooks run on small synthetic
+    data in the real layouts, generated into a temporary folder."""
+    missing = [v for v in ("SEGLAB_DATA", "SEGLAB_ISBI_DATA") if not env.get(v)]
+    if missing:
+        folder = Path(tempfile.mkdtemp(prefix="seglab-synthetic-"))
+        code = ("import sys; from seglab.synthetic import make_synthetic_camvid, make_synthetic_isbi;"
+                "make_synthetic_camvid(sys.argv[1] + '/camvid', 24, 8, 8, (120, 160));"
+                "make_synthetic_isbi(sys.argv[1] + '/isbi-em', 128)")
+        run(python(), "-c", code, folder)
+        print(f"real data not found: notebooks run on synthetic data in {folder}", flush=True)
+        if not env.get("SEGLAB_DATA"):
+            env["SEGLAB_DATA"] = str(folder / "camvid")
+        if not env.get("SEGLAB_ISBI_DATA"):
+            env["SEGLAB_ISBI_DATA"] = str(folder / "isbi-em")
+    return env
+
+
+def cmd_course() -> None:
+    setup("course")
+    env = data_env()
+    if not env.get("SEGLAB_DATA") and not (ROOT / "data" / "camvid" / "test").is_dir():
+        run(python(), "-m", "seglab", "download", "camvid", env=env)
+    run(python(), "-m", "jupyter", "lab", str(ROOT / "notebooks"), env=env)
+
+
+def cmd_test(extra: list[str]) -> None:
+    setup("course,test")
+    env = synthetic_data_env(data_env())
+    env["SEGLAB_QUICK"] = "1"
+    env.setdefault("SEGLAB_CACHE", tempfile.mkdtemp(prefix="seglab-cache-"))
+    env.setdefault("MPLBACKEND", "Agg")
+    code = run(python(), "-m", "pytest", "tests", "notebooks", "--nbval-lax",
+               "--nbval-sanitize-with", "notebooks/sanitize.cfg", "-p", "no:cacheprovider", *extra,
+               env=env, check=False)
+    sys.exit(code)
+
+
+def cmd_notebooks(names: list[str]) -> None:
+    setup("course,test")
+    env = data_env()
+    selection = ",".join(names)
+    code = ("import sys; from seglab.course import course_notebooks, execute\n"
+            "wanted = [n for n in sys.argv[1].split(',') if n]\n"
+            "for nb in course_notebooks():\n"
+            "    if wanted and not any(w in nb.name for w in wanted):\n"
+            "        continue\n"
+            "    print(f'{nb.name}: {execute(nb, quick=False):.0f} s', flush=True)\n")
+    run(python(), "-c", code, selection, env=env)
+
+
+def cmd_classroom(action: str, extra: list[str]) -> None:
+    setup("course,test")
+    run(python(), "classroom/classroom.py", action, *extra, env=data_env())
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return
+    task, rest = argv[0], argv[1:]
+    if task == "course":
+        cmd_course()
+    elif task == "test":
+        cmd_test(rest)
+    elif task == "notebooks":
+        cmd_notebooks(rest)
+    elif task in ("student", "autograde"):
+        cmd_classroom(task, rest)
+    elif task == "stamp":
+        setup("course,test")
+        run(python(), "-c", "from seglab.course import course_notebooks, stamp_bootstrap\n"
+                             "for nb in course_notebooks(): print(nb.name, 'updated' if stamp_bootstrap(nb) else 'ok')")
+    elif task == "setup":
+        setup()
+    else:
+        sys.exit(f"unknown task {task!r}; run `python3 tasks.py --help`")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,42 @@
+"""`seglab train` under torchrun: 2 CPU processes (gloo) give the same model as one
+process on the same global batch."""
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from seglab.checkpoint import load_checkpoint
+
+ARGS = ["--recipe", "quick", "--size", "60x80", "--crop", "60x80", "--augment", "off", "--width", "4",
+        "--depth", "2", "--batchnorm", "off", "--epochs", "2", "--batch-size", "4", "--subset", "8",
+        "--val-subset", "4", "--seed", "3", "--quiet"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_on_the_same_global_batch(synthetic_camvid, tmp_path):
+    common = ARGS + ["--root", str(synthetic_camvid), "--max-steps", "4"]
+    single = subprocess.run([sys.executable, "-m", "seglab", "train", *common, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                            "-m", "seglab", "train", *common, "--out", str(tmp_path / "two")],
+                           capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    one, two = load_checkpoint(tmp_path / "one" / "last.pt"), load_checkpoint(tmp_path / "two" / "last.pt")
+    assert one["step"] == two["step"] == 4
+    for name, tensor in one["model"].items():
+        assert torch.allclose(tensor, two["model"][name], atol=1e-5, rtol=1e-4), name
+    for a, b in zip(one["history"], two["history"]):
+        assert a["val_miou"] == pytest.approx(b["val_miou"], abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    # checkpoints are written once, by rank 0 only
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())

@@ -1,0 +1,92 @@
+"""The training engine on synthetic data: it learns, repeats exactly, checkpoints, resumes."""
+import json
+
+import pytest
+import torch
+
+from seglab.checkpoint import load_model
+from seglab.engine import TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_epochs, suggest_lr
+
+
+def tiny(root, out, **kw):
+    values = dict(root=str(root), size=(60, 80), crop=(56, 80), width=4, depth=2, epochs=2, batch_size=4,
+                  out_dir=str(out) if out else None, progress=False, warmup_steps=2)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_same_seed_gives_exactly_the_same_weights_on_cpu(synthetic_camvid, tmp_path):
+    a = fit(tiny(synthetic_camvid, None, seed=7))
+    b = fit(tiny(synthetic_camvid, None, seed=7))
+    for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert [h["val_miou"] for h in a.history] == [h["val_miou"] for h in b.history]
+
+
+def test_a_run_writes_config_history_and_checkpoints(synthetic_camvid, tmp_path):
+    run = fit(tiny(synthetic_camvid, tmp_path / "run"))
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "history.json", "history.csv", "best.pt", "last.pt"} <= names
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    for key in ("train_loss", "val_loss", "val_miou", "val_pixel_accuracy", "lr", "seconds"):
+        assert key in history[0]
+    assert run.best_path.exists()
+
+
+def test_a_checkpoint_rebuilds_its_model_from_the_file_alone(synthetic_camvid, tmp_path):
+    run = fit(tiny(synthetic_camvid, tmp_path / "run", width=6, depth=3, bilinear=False))
+    model, state = load_model(tmp_path / "run" / "last.pt")
+    assert model.config == run.model.config
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name])
+
+
+def test_evaluate_scores_at_the_labels_full_resolution(synthetic_camvid, tmp_path):
+    fit(tiny(synthetic_camvid, tmp_path / "run", size=(30, 40), crop=None))
+    result = evaluate_checkpoint(tmp_path / "run" / "last.pt", "test", str(synthetic_camvid))
+    assert result["resolution"] == [60, 80] and result["work_size"] == [30, 40]
+    assert 0.0 <= result["miou"] <= 1.0 and result["images"] == 4
+
+
+def test_training_learns_the_synthetic_scenes(synthetic_camvid):
+    run = fit(tiny(synthetic_camvid, None, width=8, epochs=12, lr=3e-3, augment=False, crop=None))
+    assert run.history[-1]["val_pixel_accuracy"] > 0.6
+    assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
+
+
+def test_budget_mode_measures_the_machine_and_completes_its_schedule(synthetic_camvid, capsys):
+    run = fit(tiny(synthetic_camvid, None, budget=30.0, epochs=1000, warmup_steps=0))
+    assert "ms/step" in capsys.readouterr().err           # it measured the machine ...
+    assert run.history[-1]["lr"] < 0.05 * 1e-3            # ... and the cosine schedule ran to its end
+    assert len(run.history) < 1000
+
+
+def test_plan_epochs_fills_the_budget_without_overrunning():
+    # 100 s budget, 10 s spent on 5 steps of 1 s; epochs of 10 steps + 2 s validation
+    epochs = plan_epochs(100.0, 10.0, 1.0, 2.0, 10, 5, margin=0.0)
+    assert epochs == 7                                     # 10 - 5 + 7 * 12 = 89 s <= 100 s
+    assert 10 - 5 + (epochs + 1) * 12 > 100                 # one more would overrun
+    assert plan_epochs(10.0, 50.0, 1.0, 1.0, 10, 0) == 1   # always at least one epoch
+
+
+def test_resume_continues_to_the_planned_end(synthetic_camvid, tmp_path):
+    fit(tiny(synthetic_camvid, tmp_path / "a", epochs=1))
+    state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0, abs=1e-9)
+    assert lr_factor(60, 100, 10, "constant") == 1.0
+
+
+def test_durations_read_like_people_write_them():
+    assert parse_duration("15m") == 900 and parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
+    assert parse_duration("300") == 300
+
+
+def test_suggested_lr_is_a_tenth_of_the_lowest_loss_rate():
+    assert suggest_lr([1e-4, 1e-3, 1e-2, 1e-1], [2.0, 1.5, 1.0, 3.0]) == pytest.approx(1e-3)
