@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "where the hardware has it); off = plain fp32")
     p.add_argument("--compile", type=_on_off, help="torch.compile the model (pays off only for long runs)")
     p.add_argument("--workers", type=_non_negative_int, help="DataLoader worker processes (default: 0 on <= 2 cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out "
+                                                            "(without it, an existing run is never overwritten)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a split",
@@ -227,6 +229,9 @@ def _cmd_train(args) -> int:
     out = Path(values["out_dir"])
     if out.exists() and not out.is_dir():
         raise SeglabError(f"--out {out} is a file, not a folder: choose another path")
+    if not args.resume and not args.overwrite and (out / "last.pt").exists():
+        raise SeglabError(f"--out {out} already holds a run (last.pt): continue it with --resume {out / 'last.pt'}, "
+                          f"choose another --out, or pass --overwrite to replace it")
     if args.resume and not Path(args.resume).is_file():
         raise SeglabError(f"--resume {args.resume}: no such checkpoint file (look for last.pt in the run folder)")
     config = TrainConfig.from_dict(values)

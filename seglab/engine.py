@@ -119,7 +119,7 @@ class TrainConfig:
             (min(*(self.crop or self.size), *self.size) >= self.stem_stride * 2 ** self.depth,
              f"--depth {self.depth} halves the image {self.depth} times, too often for --size "
              f"{self.size[0]}x{self.size[1]}" + (f" / --crop {self.crop[0]}x{self.crop[1]}" if self.crop else "")
-             + f": use a smaller --depth or a larger --size"),
+             + ": use a smaller --depth or a larger --size"),
         ]
         for ok, message in checks:
             if not ok:

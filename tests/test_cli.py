@@ -1,0 +1,51 @@
+"""The `seglab` command end to end on synthetic data: train, evaluate, predict, info."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+
+def seglab(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "seglab", *args], capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+def test_train_evaluate_predict_from_the_shell(synthetic_camvid, tmp_path):
+    out = tmp_path / "run"
+    trained = seglab("train", "--recipe", "quick", "--root", str(synthetic_camvid), "--size", "60x80",
+                     "--crop", "56x80", "--epochs", "2", "--max-steps", "6", "--width", "4", "--depth", "2",
+                     "--out", str(out), "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    assert "best val mIoU" in trained.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["epochs"] == 2 and "code_version" in config and "device" in config
+
+    scored = seglab("evaluate", "--checkpoint", str(out / "best.pt"), "--split", "test", "--root",
+                    str(synthetic_camvid), "--json")
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads(scored.stdout)
+    assert result["images"] == 4 and result["resolution"] == [60, 80]
+    assert set(result["iou"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol",
+                                  "Fence", "Car", "Pedestrian", "Bicyclist"}
+
+    predicted = seglab("predict", "--checkpoint", str(out / "best.pt"), "--input",
+                       str(synthetic_camvid / "test"), "--output", str(tmp_path / "pred"), "--color")
+    assert predicted.returncode == 0, predicted.stderr
+    source = sorted((synthetic_camvid / "test").iterdir())[0]
+    label = Image.open(tmp_path / "pred" / source.name)
+    assert label.mode == "L" and label.size == Image.open(source).size
+    assert np.asarray(label).max() <= 10
+    assert (tmp_path / "pred" / f"{source.stem}_color.png").exists()
+
+
+def test_info_names_the_cpu_class():
+    info = seglab("info")
+    assert info.returncode == 0 and "capability" in info.stdout
+
+
+def test_python_dash_m_and_the_console_script_share_one_parser():
+    from seglab.cli import build_parser
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert set(commands) == {"download", "train", "evaluate", "predict", "info"}
