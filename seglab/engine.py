@@ -663,14 +663,17 @@ def _workers(config: TrainConfig) -> int:
     return 0 if ("ipykernel" in sys.modules or cores <= 2) else min(4, cores // 2)
 
 
-def plan_epochs(budget: float, elapsed: float, step_time: float, val_time: float, steps_per_epoch: int,
-                steps_done: int, val_every: int = 1, margin: float = 0.04) -> int:
-    """How many epochs fit in ``budget`` seconds, given what is already spent (``elapsed``,
-    ``steps_done``) and the measured seconds per training step and per validation pass.
-    Keeps ``margin`` of the budget (4 %) for checkpoints and the unexpected; at least 1."""
-    remaining = budget * (1 - margin) - elapsed + steps_done * step_time
-    per_epoch = steps_per_epoch * step_time + val_time / val_every
-    return max(1, int(remaining // per_epoch))
+def plan_steps(budget: float, elapsed: float, step_time: float, val_time: float, steps_per_epoch: int,
+               steps_done: int, val_every: int = 1, margin: float = 0.04) -> int:
+    """How many optimisation steps in total fit in ``budget`` seconds, given what is already
+    spent (``elapsed``, ``steps_done``) and the measured seconds per training step and per
+    validation pass (run every ``val_every`` epochs, and once at the very end). Keeps
+    ``margin`` of the budget (4 %) for checkpoints and the unexpected; the last epoch may be
+    partial, so no time is lost to rounding down to whole epochs."""
+    per_step = step_time + val_time / (steps_per_epoch * val_every)
+    # validation is owed for the steps already done too, plus one final pass
+    remaining = budget * (1 - margin) - elapsed - val_time - steps_done * (per_step - step_time)
+    return max(steps_done + 1, steps_done + int(remaining // per_step))
 
 
 def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, step_times, steps_per_epoch,
@@ -682,13 +685,12 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
     t0 = time.perf_counter()
     evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings)
     val_time = (time.perf_counter() - t0) / max(1, len(probe)) * len(val_set) / world
-    epochs = plan_epochs(config.budget, time.perf_counter() - wall_start, step_time, val_time,
-                         steps_per_epoch, step, config.val_every)
-    total = max(step, epochs * steps_per_epoch)
+    total = plan_steps(config.budget, time.perf_counter() - wall_start, step_time, val_time,
+                       steps_per_epoch, step, config.val_every)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     print(f"budget {config.budget:.0f} s on {describe(device)}: {step_time * 1000:.0f} ms/step, "
-          f"validation {val_time:.1f} s -> {epochs} epochs ({total} steps)", file=sys.stderr)
+          f"validation {val_time:.1f} s -> {total} steps ({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
     return total, math.ceil(total / steps_per_epoch)
 
 

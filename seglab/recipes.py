@@ -16,7 +16,7 @@ RECIPES: dict[str, dict] = {
                      epochs=1000, batch_size=8, optimizer="adam", lr=2e-3, class_weights="sqrt"),
     # The shipped pretrained model (resumable; see seglab/pretrained/MODEL_CARD.md). Raise
     # --epochs for a better model: the schedule is sized to the epochs asked for.
-    "pretrained": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=16,
+    "pretrained": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=12,
                        batch_size=8, optimizer="adam", lr=2e-3, class_weights="sqrt",
                        train_splits=("train", "val")),
     # ISBI 2012 EM membranes (notebook 07): one channel, two classes, the U-Net paper's augmentation.

@@ -17,12 +17,14 @@ module never imports ipywidgets.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -302,11 +304,24 @@ def to_png(rgb: np.ndarray, compress_level: int = 1) -> bytes:
 
 # --------------------------------------------------------------------------- small figure helpers
 
+@contextlib.contextmanager
+def _style():
+    """The course style (:data:`STYLE`) for the duration of a plot. Unlike a bare
+    ``plt.rc_context``, it keeps the interactive flag that Jupyter's inline backend may
+    switch on while the first figure is made; restoring it would hide every later figure."""
+    with plt.rc_context(STYLE):
+        try:
+            yield
+        finally:
+            interactive = matplotlib.is_interactive()
+    matplotlib.interactive(interactive)
+
+
 def _styled(func):
     """Run a plotting function inside the course style (:data:`STYLE`)."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        with plt.rc_context(STYLE):
+        with _style():
             return func(*args, **kwargs)
     return wrapper
 
@@ -318,7 +333,7 @@ def _tidy(ax: Axes) -> None:
 
 
 def _figure(nrows: int = 1, ncols: int = 1, figsize=None, **kw) -> tuple[Figure, np.ndarray]:
-    with plt.rc_context(STYLE):
+    with _style():
         fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained", **kw)
     for ax in axes.flat:
         _tidy(ax)
@@ -607,11 +622,11 @@ class LivePlot:
         if self._figure is None:
             # A Figure outside pyplot: the inline backend does not show it a second time.
             # Fixed margins instead of a layout engine: redrawn every epoch, it must be cheap.
-            with plt.rc_context(STYLE):
+            with _style():
                 self._figure = Figure(figsize=self.figsize)
                 self._figure.subplots(1, 3)
                 self._figure.subplots_adjust(left=0.06, right=0.98, bottom=0.16, top=0.9, wspace=0.28)
-        with plt.rc_context(STYLE):
+        with _style():
             _draw_history(self._figure.axes, self.history)
             buffer = io.BytesIO()
             # One draw: the constrained layout already fits, so no "tight" second pass.

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seglab.checkpoint import load_model
-from seglab.engine import TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_epochs, suggest_lr
+from seglab.engine import TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_steps, suggest_lr
 
 
 def tiny(root, out, **kw):
@@ -62,12 +62,12 @@ def test_budget_mode_measures_the_machine_and_completes_its_schedule(synthetic_c
     assert len(run.history) < 1000
 
 
-def test_plan_epochs_fills_the_budget_without_overrunning():
-    # 100 s budget, 10 s spent on 5 steps of 1 s; epochs of 10 steps + 2 s validation
-    epochs = plan_epochs(100.0, 10.0, 1.0, 2.0, 10, 5, margin=0.0)
-    assert epochs == 7                                     # 10 - 5 + 7 * 12 = 89 s <= 100 s
-    assert 10 - 5 + (epochs + 1) * 12 > 100                 # one more would overrun
-    assert plan_epochs(10.0, 50.0, 1.0, 1.0, 10, 0) == 1   # always at least one epoch
+def test_plan_steps_fills_the_budget_without_overrunning():
+    # 100 s budget, 10 s spent on 5 steps; 1 s per step; epochs of 10 steps + 2 s validation
+    total = plan_steps(100.0, 10.0, 1.0, 2.0, 10, 5, margin=0.0)
+    cost = lambda steps: 10.0 + (steps - 5) * 1.0 + (steps / 10) * 2.0 + 2.0  # noqa: E731
+    assert cost(total) <= 100.0 < cost(total + 1)
+    assert plan_steps(10.0, 50.0, 1.0, 1.0, 10, 3) == 4     # always at least one more step
 
 
 def test_resume_continues_to_the_planned_end(synthetic_camvid, tmp_path):
