@@ -6,6 +6,7 @@
     python3 tasks.py notebooks   re-execute every notebook in full mode and write the outputs back
     python3 tasks.py student     build the student versions of the assignments (nbgrader)
     python3 tasks.py autograde   autograde submissions in classroom/submitted (nbgrader)
+    python3 tasks.py validate    check the instructor notebooks pass their own tests (nbgrader)
     python3 tasks.py stamp       rewrite every notebook's Colab bootstrap cell from seglab/course.py
 
 Everything runs inside ./.venv, created on first use. The exact torch/torchvision pair
@@ -113,6 +114,8 @@ def cmd_notebooks(names: list[str]) -> None:
 
 def cmd_classroom(action: str, extra: list[str]) -> None:
     setup("course,test")
+    # the script runs from the repository root: make paths given relative to here absolute
+    extra = [str(Path(a).resolve()) if not a.startswith("-") and Path(a).exists() else a for a in extra]
     run(python(), "classroom/classroom.py", action, *extra, env=data_env())
 
 
@@ -127,7 +130,7 @@ def main(argv: list[str]) -> None:
         cmd_test(rest)
     elif task == "notebooks":
         cmd_notebooks(rest)
-    elif task in ("student", "autograde"):
+    elif task in ("student", "autograde", "validate"):
         cmd_classroom(task, rest)
     elif task == "stamp":
         setup("course,test")

@@ -1,0 +1,259 @@
+"""The classroom assignments (classroom/): nbgrader round trip and the pieces around it.
+
+The round trip runs on a temporary copy of the course folder:
+1. build the student versions (``classroom.py student``: ``nbgrader generate_assignment``);
+2. autograde, in one run, three "students": the instructor versions handed in as they are
+   (full marks), the untouched student versions (zero on every graded cell, and the
+   grader must not crash), and a copy of the instructor version with one deliberately
+   wrong answer (loses exactly that exercise's points).
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSROOM = ROOT / "classroom"
+WRONG_EXERCISE = ("a1_metrics", "a1-pixel-accuracy")      # assignment, solution cell
+WRONG_SOLUTION = '''def pixel_accuracy(cm):
+    """A classic slip: divide by the number of matrix entries, not by the number of pixels."""
+    return float(cm.diag().sum()) / float(cm.numel())
+'''
+
+
+def _load_classroom():
+    spec = importlib.util.spec_from_file_location("seglab_classroom", CLASSROOM / "classroom.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cr = _load_classroom()
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _meta(cell: dict) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+SOURCES = sorted(CLASSROOM.glob("source/*/*.ipynb"))
+
+
+# --------------------------------------------------------------------------- static checks (fast)
+
+def test_at_least_eight_graded_exercises_with_points():
+    exercises = cr.exercises(CLASSROOM)
+    assert len(exercises) >= 8
+    assert all(e["points"] > 0 for e in exercises)
+    ids = [e["grade_id"] for e in exercises]
+    assert len(ids) == len(set(ids)), "grade ids must be unique across the course"
+    assert {e["assignment"] for e in exercises} == set(cr.assignments(CLASSROOM))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[p.stem for p in SOURCES])
+def test_source_notebook_is_well_formed(path):
+    cells = _cells(path)
+    code = [c for c in cells if c["cell_type"] == "code"]
+    # first code cell: the Colab bootstrap (installs seglab from this repository)
+    from seglab.course import REPO_URL
+    assert "google.colab" in _source(code[0]) and REPO_URL in _source(code[0])
+    assert all(not c.get("outputs") for c in code), "commit the instructor versions without outputs"
+    solutions = [c for c in cells if _meta(c).get("solution")]
+    graded = [c for c in cells if _meta(c).get("grade")]
+    assert solutions and len(solutions) == len(graded)
+    for cell in solutions:
+        text = _source(cell)
+        assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION") >= 1, _meta(cell)["grade_id"]
+    for cell in graded:
+        text = _source(cell)
+        grade_id = _meta(cell)["grade_id"]
+        visible, _, hidden = text.partition("### BEGIN HIDDEN TESTS")
+        assert hidden and "### END HIDDEN TESTS" in hidden, f"{grade_id}: no hidden tests"
+        assert "assert" in visible and "Visible tests passed." in visible, f"{grade_id}: no visible tests"
+        assert "seglab" in hidden or "reference" in hidden.lower(), f"{grade_id}: hidden tests compare with no reference"
+        assert _meta(cell)["locked"] and _meta(cell)["points"] > 0
+    # every graded cell follows the solution cell it tests
+    order = [_meta(c).get("grade_id") for c in cells if _meta(c).get("solution") or _meta(c).get("grade")]
+    assert all(a + "-tests" == b for a, b in zip(order[::2], order[1::2])), order
+
+
+def test_find_submissions_understands_the_layouts(tmp_path):
+    inbox = tmp_path / "inbox"
+    files = {
+        "ana/a1_metrics/a1_metrics.ipynb": 1,            # nbgrader layout
+        "ben/Copy of a2_data.ipynb": 2,                   # Colab's "Save a copy in Drive"
+        "ben/a2_data (1).ipynb": 3,                       # downloaded twice: the newer one counts
+        "Chloé Martin_a3_unet.ipynb": 4,                  # flat file from a learning platform
+        "a4_training.ipynb": 5,                           # no student: skipped
+        "ana/notes.ipynb": 6,                             # not an assignment: skipped
+    }
+    for i, (name, _) in enumerate(files.items()):
+        path = inbox / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
+    found = {(s, a): p.relative_to(inbox).as_posix() for s, a, _, p in cr.find_submissions(inbox, CLASSROOM)}
+    assert found == {
+        ("ana", "a1_metrics"): "ana/a1_metrics/a1_metrics.ipynb",
+        ("ben", "a2_data"): "ben/a2_data (1).ipynb",
+        ("Chloe_Martin", "a3_unet"): "Chloé Martin_a3_unet.ipynb",
+    }
+
+
+def test_repair_metadata_restores_what_an_editor_dropped(tmp_path):
+    """A notebook whose cell metadata was stripped (and one test cell deleted) gets its
+    nbgrader metadata back, so nbgrader can grade it."""
+    release = CLASSROOM / "source" / "a2_data" / "a2_data.ipynb"
+    nb = json.loads(release.read_text())
+    graded = {_meta(c)["grade_id"] for c in nb["cells"] if _meta(c)}
+    deleted = "a2-resize-mask-tests"
+    nb["cells"] = [c for c in nb["cells"] if _meta(c).get("grade_id") != deleted]
+    for cell in nb["cells"]:
+        cell["metadata"] = {}
+        cell["id"] = "colab-" + cell["id"]          # ids changed too: match by first line
+    path = tmp_path / "a2_data.ipynb"
+    path.write_text(json.dumps(nb))
+    assert cr.repair_metadata(path, release) == len(graded)
+    repaired = _cells(path)
+    assert {_meta(c)["grade_id"] for c in repaired if _meta(c)} == graded
+    assert _meta(repaired[-1])["grade_id"] == deleted          # the deleted test cell comes back at the end
+    assert cr.repair_metadata(path, release) == 0              # nothing left to repair
+
+
+# --------------------------------------------------------------------------- the round trip
+
+def _run(course: Path, *args: str) -> tuple[int, str, float]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(course / "classroom.py"), *args], cwd=course,
+                          capture_output=True, text=True, timeout=1500)
+    return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def round_trip(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("classroom")
+    course = tmp / "course"
+    shutil.copytree(CLASSROOM, course, ignore=shutil.ignore_patterns(
+        "release", "submitted", "autograded", "feedback", "gradebook.db", "grades.csv", "*.log",
+        ".ipynb_checkpoints", "__pycache__"))
+    code, log, generate_s = _run(course, "student")
+    assert code == 0, log[-4000:]
+
+    inbox = tmp / "inbox"
+    for source in sorted(course.glob("source/*/*.ipynb")):
+        assignment = source.parent.name
+        (inbox / "instructor" / assignment).mkdir(parents=True)
+        shutil.copy(source, inbox / "instructor" / assignment / source.name)        # nbgrader layout
+        (inbox / "untouched").mkdir(exist_ok=True)
+        shutil.copy(course / "release" / assignment / source.name,
+                    inbox / "untouched" / f"Copy of {source.name}")                  # as saved by Colab
+    assignment, solution_id = WRONG_EXERCISE
+    nb = json.loads((course / "source" / assignment / f"{assignment}.ipynb").read_text())
+    patched = [c for c in nb["cells"] if _meta(c).get("grade_id") == solution_id]
+    assert len(patched) == 1
+    patched[0]["source"] = WRONG_SOLUTION
+    (inbox / f"wrong_{assignment}.ipynb").write_text(json.dumps(nb))                # flat file
+
+    code, log, autograde_s = _run(course, "autograde", str(inbox))
+    assert code == 0, log[-6000:]
+    with (course / "grades.csv").open() as f:
+        grades = {row["student"]: row for row in csv.DictReader(f)}
+    print(f"\nclassroom round trip: generate {generate_s:.0f} s, autograde 9 notebooks + feedback {autograde_s:.0f} s")
+    return course, grades, log
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_student_versions_hide_solutions_and_hidden_tests(round_trip):
+    course, _, _ = round_trip
+    for source in sorted(course.glob("source/*/*.ipynb")):
+        release = course / "release" / source.parent.name / source.name
+        released = {_meta(c).get("grade_id"): _source(c) for c in _cells(release)}
+        for cell in _cells(source):
+            meta, text = _meta(cell), _source(cell)
+            if meta.get("solution"):
+                student = released[meta["grade_id"]]
+                assert "raise NotImplementedError()" in student
+                for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", text, flags=re.S):
+                    assert block.strip() and block.strip() not in student
+            if meta.get("grade"):
+                student = released[meta["grade_id"]]
+                visible, _, hidden = text.partition("### BEGIN HIDDEN TESTS")
+                assert visible.strip() in student
+                hidden_body = hidden.partition("### END HIDDEN TESTS")[0].strip()
+                assert hidden_body.splitlines()[0] not in student
+        assert not any(m in release.read_text() for m in cr.SOLUTION_MARKERS)
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_instructor_versions_get_full_marks(round_trip):
+    course, grades, _ = round_trip
+    row = grades["instructor"]
+    assert float(row["total"]) == float(row["max_total"]) == sum(e["points"] for e in cr.exercises(course))
+    for e in cr.exercises(course):
+        assert float(row[cr.exercise_column(e["grade_id"])]) == e["points"], e
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_untouched_student_versions_get_zero_on_every_graded_cell(round_trip):
+    course, grades, _ = round_trip
+    row = grades["untouched"]
+    assert row["submitted"].split() == cr.assignments(course)
+    assert float(row["total"]) == 0
+    for e in cr.exercises(course):
+        assert row[cr.exercise_column(e["grade_id"])] == "0", e
+    # and nbgrader really ran them: the autograded notebooks show the stubs' error
+    autograded = course / "autograded" / "untouched"
+    assert sorted(p.parent.name for p in autograded.glob("*/*.ipynb")) == cr.assignments(course)
+    assert "NotImplementedError" in (autograded / "a3_unet" / "a3_unet.ipynb").read_text()
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_one_wrong_answer_loses_exactly_that_exercise(round_trip):
+    course, grades, _ = round_trip
+    assignment, solution_id = WRONG_EXERCISE
+    row = grades["wrong"]
+    assert row["submitted"] == assignment
+    for e in cr.exercises(course):
+        column = cr.exercise_column(e["grade_id"])
+        if e["assignment"] != assignment:
+            assert row[column] == "", "only one assignment was handed in"
+        elif column == solution_id:
+            assert float(row[column]) == 0
+        else:
+            assert float(row[column]) == e["points"], e
+    lost = next(e["points"] for e in cr.exercises(course) if cr.exercise_column(e["grade_id"]) == solution_id)
+    full = sum(e["points"] for e in cr.exercises(course) if e["assignment"] == assignment)
+    assert float(row[assignment]) == float(row["total"]) == full - lost
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_feedback_for_every_graded_notebook(round_trip):
+    course, grades, _ = round_trip
+    for student, row in grades.items():
+        for assignment in row["submitted"].split():
+            page = course / "feedback" / student / assignment / f"{assignment}.html"
+            assert page.exists(), page
+    page = (course / "feedback" / "wrong" / "a1_metrics" / "a1_metrics.html").read_text()
+    assert "Score: 6.0 / 8.0" in page and "AssertionError" in page
