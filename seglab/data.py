@@ -295,6 +295,14 @@ def decode_pairs(pairs: list[tuple[Path, Path]], dataset: str | DatasetSpec,
     return DecodedSplit(torch.stack(images), torch.stack(masks), [p[0].name for p in pairs])
 
 
+def _cache_path(spec: DatasetSpec, root: Path, split: str, size, pairs) -> Path:
+    """``<cache>/<name>/<split>-<HxW>-<folder id>-<fingerprint>.pt``: one cache per data
+    folder, so a synthetic test tree and the real data never evict each other."""
+    tag = f"{size[0]}x{size[1]}" if size else "native"
+    folder_id = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:6]
+    return cache_dir() / spec.name / f"{split}-{tag}-{folder_id}-{_fingerprint(pairs, size, spec)}.pt"
+
+
 def load_split(dataset: str | DatasetSpec, root: str | os.PathLike | None, split: str,
                size: tuple[int, int] | None = None, use_cache: bool = True,
                progress: bool = True) -> DecodedSplit:
@@ -307,10 +315,8 @@ def load_split(dataset: str | DatasetSpec, root: str | os.PathLike | None, split
     size = tuple(size) if size is not None else None
     if not use_cache:
         return decode_pairs(pairs, spec, size, progress)
-    key = _fingerprint(pairs, size, spec)
-    tag = f"{size[0]}x{size[1]}" if size else "native"
-    folder = cache_dir() / spec.name
-    path = folder / f"{split}-{tag}-{key}.pt"
+    path = _cache_path(spec, root, split, size, pairs)
+    folder, tag = path.parent, path.name.rsplit("-", 1)[0]
     if path.is_file():
         try:
             blob = torch.load(path, weights_only=True)
@@ -326,7 +332,7 @@ def load_split(dataset: str | DatasetSpec, root: str | os.PathLike | None, split
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(f"{split}-{tag}-*.pt"):
+        for stale in folder.glob(f"{tag}-*.pt"):
             stale.unlink(missing_ok=True)
         torch.save({"images": decoded.images, "masks": decoded.masks, "names": decoded.names}, tmp)
         os.replace(tmp, path)
@@ -370,9 +376,17 @@ class SegmentationDataset(Dataset):
         self.spec = get_spec(dataset)
         self.root = resolve_root(self.spec, root)
         self.split = split
-        decoded = load_split(self.spec, self.root, split, size, use_cache=use_cache, progress=progress)
+        size = tuple(size) if size is not None else None
+        pairs = list_pairs(self.spec, self.root, split) if subset is not None else None
+        if pairs is not None and (not use_cache or not _cache_path(self.spec, self.root, split, size, pairs).is_file()):
+            # no cache yet: decode only the pairs we keep (quick mode stays quick on a cold cache)
+            chosen = _subset_indices(len(pairs), subset)
+            decoded = decode_pairs([pairs[i] for i in chosen], self.spec, size, progress)
+            keep = list(range(len(chosen)))
+        else:
+            decoded = load_split(self.spec, self.root, split, size, use_cache=use_cache, progress=progress)
+            keep = _subset_indices(len(decoded.names), subset)
         self.size = tuple(decoded.images.shape[-2:])
-        keep = _subset_indices(len(decoded.names), subset)
         self.images = decoded.images[keep]
         self.masks = decoded.masks[keep]
         self.names = [decoded.names[i] for i in keep]

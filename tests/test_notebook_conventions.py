@@ -1,0 +1,125 @@
+"""Every course notebook follows the conventions of notebooks/README.md.
+
+The checks read the committed .ipynb files as JSON (no kernel, no data, a fraction of a
+second): the Colab badge, the bootstrap cell, the imports cell, the cells that nbval
+compares, the closing sections, the file size, and committed full-mode outputs without
+errors. They run on every ``notebooks/NN_*.ipynb`` that exists, so a notebook being
+written does not break the suite before it is added.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from seglab.course import BOOTSTRAP_SOURCE, BOOTSTRAP_SOURCE_ISBI, colab_url
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+MAX_BYTES = 3 * 1024 * 1024
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+MIN_CHECKED_CELLS = 3
+
+if not PATHS:  # pragma: no cover - only before the first notebook exists
+    pytest.skip("no course notebooks yet", allow_module_level=True)
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+@pytest.fixture(params=PATHS, ids=[p.stem for p in PATHS])
+def notebook(request) -> tuple[Path, dict]:
+    path = request.param
+    return path, json.loads(path.read_text(encoding="utf-8"))
+
+
+def _code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_first_cell_is_markdown_with_colab_badge(notebook):
+    path, nb = notebook
+    first = nb["cells"][0]
+    assert first["cell_type"] == "markdown", f"{path.name}: the first cell must be markdown (title, badge, ...)"
+    text = _source(first)
+    assert text.lstrip().startswith("# "), f"{path.name}: the first cell must start with the title (# ...)"
+    assert "colab-badge.svg" in text, f"{path.name}: the first cell has no 'Open in Colab' badge"
+    assert f"]({colab_url(path.name)})" in text, (
+        f"{path.name}: the Colab badge must link to {colab_url(path.name)} "
+        f"(use seglab.course.colab_badge({path.name!r}))")
+
+
+def test_header_has_the_required_parts(notebook):
+    path, nb = notebook
+    text = _source(nb["cells"][0])
+    for part in ("What you will learn", "What you need", "Time"):
+        assert part in text, f"{path.name}: the first cell must say '{part}' (see notebooks/README.md)"
+
+
+def test_first_code_cell_is_the_bootstrap(notebook):
+    path, nb = notebook
+    expected = BOOTSTRAP_SOURCE_ISBI if path.name.startswith("07_biomedical") else BOOTSTRAP_SOURCE
+    cells = _code_cells(nb)
+    assert cells, f"{path.name}: no code cells"
+    assert _source(cells[0]) == expected, (
+        f"{path.name}: the first code cell must be exactly the bootstrap cell; run `python tasks.py stamp`")
+
+
+def test_second_code_cell_sets_mode_and_prints_device(notebook):
+    path, nb = notebook
+    cells = _code_cells(nb)
+    assert len(cells) >= 2, f"{path.name}: needs an imports cell after the bootstrap cell"
+    text = _source(cells[1])
+    assert "quick_mode()" in text, f"{path.name}: the second code cell must set QUICK = seglab.quick_mode()"
+    assert "describe(" in text, f"{path.name}: the second code cell must print seglab.hardware.describe()"
+
+
+def test_enough_checked_cells_with_outputs(notebook):
+    path, nb = notebook
+    checked = [c for c in _code_cells(nb) if _source(c).lstrip().startswith(CHECK_MARK)]
+    assert len(checked) >= MIN_CHECKED_CELLS, (
+        f"{path.name}: {len(checked)} cell(s) start with '{CHECK_MARK}', at least {MIN_CHECKED_CELLS} needed")
+    for cell in checked:
+        body = _source(cell).splitlines()[1:2]
+        assert cell.get("outputs"), (
+            f"{path.name}: the checked cell {body!r} has no committed output for nbval to compare")
+
+
+def test_ends_with_recap_and_exercises(notebook):
+    path, nb = notebook
+    markdown = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for section in ("Recap", "Exercises"):
+        assert re.search(rf"^#+\s*{section}\b", markdown, re.MULTILINE), (
+            f"{path.name}: needs a '## {section}' section at the end")
+
+
+def test_file_is_small_enough(notebook):
+    path, _ = notebook
+    size = path.stat().st_size
+    assert size < MAX_BYTES, (f"{path.name} is {size / 1e6:.1f} MB; keep it under 3 MB "
+                              f"(smaller figures, lower dpi, no large widget state)")
+
+
+def test_outputs_are_committed_without_errors(notebook):
+    path, nb = notebook
+    cells = _code_cells(nb)
+    unexecuted = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and c.get("execution_count") is None]
+    assert not unexecuted, (f"{path.name}: code cells {unexecuted[:5]} were not executed; run "
+                            f"`python tasks.py notebooks {path.stem}` and commit the outputs")
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            assert output.get("output_type") != "error", (
+                f"{path.name}: a committed output is an error: {output.get('ename')}: {output.get('evalue')}")
+
+
+def test_committed_outputs_come_from_full_mode(notebook):
+    path, nb = notebook
+    executed = nb.get("metadata", {}).get("seglab", {}).get("executed", {})
+    assert executed.get("mode") == "full", (
+        f"{path.name}: the committed outputs must come from a full-mode run (metadata seglab.executed.mode "
+        f"is {executed.get('mode')!r}); run `python tasks.py notebooks {path.stem}`")
+    assert isinstance(executed.get("seconds"), (int, float)), f"{path.name}: metadata seglab.executed.seconds missing"
