@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Package a trained run as the course's pretrained model, and write its model card.
+
+    python -m seglab train --recipe pretrained --out runs/pretrained   # the training (resumable)
+    python benchmarks/pretrained.py runs/pretrained/last.pt            # export + score + card
+
+The export keeps only what inference needs (weights, model and training config, history),
+so the file stays small. The card's figures are measured here, on the 233 test images at
+360x480, and a test (tests/test_pretrained.py) re-scores the shipped file in CI and checks
+them within 0.005.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, save_checkpoint  # noqa: E402
+from seglab.engine import evaluate_checkpoint  # noqa: E402
+from seglab.hardware import describe, get_device  # noqa: E402
+from seglab.models import UNet, count_parameters  # noqa: E402
+
+CARD = PRETRAINED_DIR / "MODEL_CARD.md"
+KEEP = ("model_config", "model", "train_config", "dataset", "class_names", "epoch", "step", "history",
+        "code_version")
+
+
+def export(source: Path, target: Path = PRETRAINED_FILE) -> Path:
+    """Copy the inference-relevant part of a checkpoint to ``target`` (atomically)."""
+    state = load_checkpoint(source)
+    slim = {k: state[k] for k in KEEP if k in state}
+    slim["model"] = {k: v.float() for k, v in slim["model"].items()}
+    slim.pop("format", None)
+    return save_checkpoint(target, slim)
+
+
+def write_card(result: dict, state: dict, command: str, train_info: dict) -> None:
+    config = state["train_config"]
+    model = UNet.from_config(state["model_config"])
+    rows = "\n".join(f"| {name} | {value:.4f} |" if value is not None else f"| {name} | n/a |"
+                     for name, value in result["iou"].items())
+    measured = {"test_miou": round(result["miou"], 4), "test_pixel_accuracy": round(result["pixel_accuracy"], 4),
+                "test_mean_class_accuracy": round(result["mean_class_accuracy"], 4),
+                "iou": {k: (round(v, 4) if v is not None else None) for k, v in result["iou"].items()}}
+    text = f"""# Model card: seglab's pretrained CamVid U-Net
+
+`seglab.load_pretrained()` · `seglab evaluate --pretrained` · `seglab predict --pretrained ...`
+
+| | |
+|---|---|
+| architecture | U-Net, width {config['width']}, depth {config['depth']}, bilinear upsampling, BatchNorm, {count_parameters(model):,} parameters |
+| input | RGB, resized to {config['size'][0]}x{config['size'][1]} inside `predict_logits`; logits resized back to the label's size |
+| classes | 11 CamVid classes (SegNet tutorial version); void (label 11) ignored in training and scoring |
+| training data | CamVid splits: {', '.join(config['train_splits'])} ({'train + val: the validation split was used for training, so the validation scores in the history are not held-out' if 'val' in config['train_splits'] else 'train only'}); the test split was never used for training or model selection |
+| recipe | `{config['optimizer']}` lr {config['lr']:g}, cosine schedule with warm-up, batch {config['batch_size']}, {train_info['epochs']} epochs, loss `{config['loss']}` with class weights `{config['class_weights']}`, augmentation: random scale {tuple(config['scale'])}, crop {config['crop'][0]}x{config['crop'][1]}, horizontal flip, colour jitter {config['color_jitter']} |
+| command | `{command}` |
+| training time and hardware | {train_info['hours']:.1f} h of training on {train_info['device']} |
+| status | {train_info['status']} |
+| file size | {PRETRAINED_FILE.stat().st_size / 1e6:.1f} MB |
+| code version | {state.get('code_version', '?')} |
+| scored | {result['images']} test images at {result['resolution'][0]}x{result['resolution'][1]}, {describe(get_device())}, {datetime.now(timezone.utc).date().isoformat()} |
+
+## Test scores (233 images, 360x480, void ignored)
+
+| metric | value |
+|---|---|
+| mean IoU | {result['miou']:.4f} |
+| pixel accuracy | {result['pixel_accuracy']:.4f} |
+| mean class accuracy | {result['mean_class_accuracy']:.4f} |
+
+| class | test IoU |
+|---|---|
+{rows}
+
+Data: CamVid (Brostow, Fauqueur and Cipolla, 2009) as prepared for SegNet (Badrinarayanan,
+Kendall and Cipolla, 2017), CC BY-NC 4.0: personal and research use.
+
+<!-- measured (tests/test_pretrained.py re-scores the shipped file and checks these within 0.005):
+{json.dumps(measured)}
+-->
+"""
+    CARD.write_text(text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="last.pt of the pretrained run")
+    parser.add_argument("--root", help="CamVid folder (default $SEGLAB_DATA or data/camvid)")
+    args = parser.parse_args(argv)
+    source = load_checkpoint(args.checkpoint)
+    run_dir = args.checkpoint.parent
+    meta = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    seconds = sum(h.get("seconds", 0) for h in source.get("history", []))
+    planned = source["train_config"]["epochs"]
+    done = len(source.get("history", []))
+    status = (f"complete: {done} of {planned} planned epochs" if done >= planned else
+              f"stopped after {done} of {planned} planned epochs, at a learning rate still high in its cosine "
+              f"schedule; continue it with `python -m seglab train --resume runs/pretrained/last.pt`, then "
+              f"re-run `python benchmarks/pretrained.py runs/pretrained/last.pt`")
+    train_info = {"epochs": done, "hours": seconds / 3600, "device": meta.get("device", "unknown"),
+                  "status": status}
+    command = "python -m seglab train --recipe pretrained --out runs/pretrained"
+    export(args.checkpoint)
+    result = evaluate_checkpoint(PRETRAINED_FILE, "test", args.root)
+    write_card(result, load_checkpoint(PRETRAINED_FILE), command, train_info)
+    print(f"exported {PRETRAINED_FILE} ({PRETRAINED_FILE.stat().st_size / 1e6:.1f} MB); test mIoU "
+          f"{result['miou']:.4f}, pixel accuracy {result['pixel_accuracy']:.4f}; card {CARD}")
+
+
+if __name__ == "__main__":
+    main()
