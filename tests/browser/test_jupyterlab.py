@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from pathlib import Path
+
 import pytest
 
 try:
@@ -113,6 +115,8 @@ def test_05_evaluation_comparison_viewer(lab):
     ticking *Show errors* and choosing a class to highlight redraw the picture."""
     # Down to the viewer only: the cells after it train the classical baseline (slow),
     # and CI runs the whole notebook anyway (nbval).
+    if not (Path(__file__).resolve().parents[2] / "notebooks" / "05_evaluation.ipynb").exists():
+        pytest.skip("notebooks/05_evaluation.ipynb is not in this checkout yet")
     run_notebook(lab, "05_evaluation.ipynb", "05", through="ComparisonViewer(")
 
     viewer = lab.widget("seglab-comparison-viewer")
