@@ -12,6 +12,10 @@ The notebooks import from here instead of hiding long logic in cells. One job pe
 - ``engine``     training (fit), evaluation, prediction, learning-rate range test
 - ``checkpoint`` safe, atomic checkpoints; the shipped pretrained model
 - ``hardware``   device and CPU class; the fastest correct settings per machine
+- ``predict``    prediction for files on disk, overlap-tile prediction
+- ``baselines``  traditional (non-deep) baselines: superpixels + classifier, thresholding
+- ``analysis``   failure analysis: per-image scores, object-size recall, confusions
+- ``course``     the notebooks' plumbing (Colab badge and bootstrap, re-execution)
 - ``viz`` / ``widgets``  plots and ipywidgets viewers
 - ``cli``        the ``seglab`` command
 """

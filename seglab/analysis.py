@@ -18,6 +18,9 @@ notebook 05 discusses:
 - :func:`plot_iou_comparison` and :func:`plot_size_recall`: the two figures of the
   comparison and the size analysis;
 - :func:`format_table`: a plain-text table (no pandas needed).
+
+Needs SciPy (connected components), which the ``course`` extra brings with scikit-image;
+``import seglab`` does not import this module.
 """
 from __future__ import annotations
 
@@ -294,6 +297,6 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, 
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
-__all__ = ["DEFAULT_BINS", "ObjectRecord", "bin_labels", "confusion", "format_table", "object_records", "per_image_scores",
-           "pixel_prior", "plot_iou_comparison", "plot_size_recall", "predict_split", "size_table",
+__all__ = ["DEFAULT_BINS", "ObjectRecord", "bin_labels", "confusion", "format_table", "object_records",
+           "per_image_scores", "pixel_prior", "plot_iou_comparison", "plot_size_recall", "predict_split", "size_table",
            "split_by_contact", "top_confusions"]

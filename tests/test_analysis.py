@@ -2,13 +2,16 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from seglab.analysis import (ObjectRecord, format_table, object_records, per_image_scores, pixel_prior,
-                             predict_split, size_table, split_by_contact, top_confusions)
-from seglab.data import CamVid
-from seglab.models import UNet
-from seglab.transforms import eval_transforms
+pytest.importorskip("scipy")
+
+from seglab.analysis import (ObjectRecord, format_table, object_records, per_image_scores,  # noqa: E402
+                             pixel_prior, predict_split, size_table, split_by_contact, top_confusions)
+from seglab.data import CamVid  # noqa: E402
+from seglab.models import UNet  # noqa: E402
+from seglab.transforms import eval_transforms  # noqa: E402
 
 
 def _pair():

@@ -65,7 +65,8 @@ def test_superpixel_baseline_learns_a_separable_scene():
 def test_superpixel_baseline_upsamples_to_the_requested_size(synthetic_camvid):
     train = CamVid(synthetic_camvid, "train", progress=False)
     test = CamVid(synthetic_camvid, "test", progress=False)
-    model = SuperpixelBaseline(n_segments=40, work_size=(30, 40), n_estimators=10, n_jobs=1).fit(train.images, train.masks)
+    model = SuperpixelBaseline(n_segments=40, work_size=(30, 40), n_estimators=10, n_jobs=1)
+    model.fit(train.images, train.masks)
     preds = model.predict_many(test.images)
     assert preds.shape == tuple(test.masks.shape) and preds.dtype == np.uint8
     assert preds.max() < 11                       # never predicts void
