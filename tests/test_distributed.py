@@ -11,7 +11,7 @@ from seglab.checkpoint import load_checkpoint
 
 ARGS = ["--recipe", "quick", "--size", "60x80", "--crop", "60x80", "--augment", "off", "--width", "4",
         "--depth", "2", "--batchnorm", "off", "--epochs", "2", "--batch-size", "4", "--subset", "8",
-        "--val-subset", "4", "--seed", "3", "--quiet"]
+        "--val-subset", "4", "--seed", "3", "--quiet", "--fast", "off"]
 
 
 def _free_port() -> int:
