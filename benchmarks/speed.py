@@ -7,7 +7,8 @@ One process, one run, the same U-Net (width 16) and the same CamVid images:
   a DataLoader with 0 workers, ``model(x)`` in ``torch.no_grad`` for inference;
 - *seglab*: the decoded cache, the joint v2 transforms, and the settings that
   ``seglab.hardware.choose_settings`` picks for this device (channels_last, bf16
-  autocast where the CPU has native bf16, ...), ``seglab.engine.predict_logits``.
+  autocast where the CPU has native bf16, freed buffers kept for reuse on Linux, ...),
+  ``seglab.engine.predict_logits``.
 
 Training and inference are timed in alternating rounds (plain, seglab, plain, ...) so
 that a change in machine load hits both sides alike; the figures are medians. It prints
@@ -35,7 +36,7 @@ import seglab  # noqa: E402
 from seglab.data import SegmentationDataset, list_pairs, resolve_root  # noqa: E402
 from seglab.datasets import CAMVID  # noqa: E402
 from seglab.engine import predict_logits, prepare_model  # noqa: E402
-from seglab.hardware import autocast, choose_settings, cpu_info, describe  # noqa: E402
+from seglab.hardware import autocast, choose_settings, cpu_info, describe, reuse_freed_memory  # noqa: E402
 from seglab.models import UNet  # noqa: E402
 from seglab.transforms import eval_transforms, train_transforms  # noqa: E402
 
@@ -174,10 +175,17 @@ def main(argv=None) -> None:
     infer_batches = max(2, args.steps * BATCH // args.infer_batch)
     results = {k: [] for k in ("train_plain", "train_seglab", "infer_plain", "infer_seglab",
                                "loader_plain", "loader_seglab")}
+    # glibc's allocator setting is process-wide: on for seglab's side, back to the defaults
+    # for the plain side, switched before each timed part
+    reuse = settings.reuse_memory
     for r in range(args.rounds):
+        reuse_freed_memory(False)
         results["train_plain"].append(train_plain(plain_model, plain_opt, plain_train, args.steps))
+        reuse_freed_memory(reuse)
         results["train_seglab"].append(train_seglab(fast_model, fast_opt, fast_train, args.steps, settings, device))
+        reuse_freed_memory(False)
         results["infer_plain"].append(infer_plain(plain_model, plain_val, args.steps))
+        reuse_freed_memory(reuse)
         results["infer_seglab"].append(infer_seglab(fast_model, fast_val, infer_batches, settings))
         results["loader_plain"].append(time_loader(plain_train, args.steps))
         results["loader_seglab"].append(time_loader(fast_train, args.steps))

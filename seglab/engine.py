@@ -30,7 +30,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import SegmentationDataset, quick_mode
 from .datasets import get_spec
 from .errors import SeglabError, TrainingError
-from .hardware import SpeedSettings, autocast, choose_settings, describe, get_device
+from .hardware import SpeedSettings, autocast, choose_settings, describe, get_device, reuse_freed_memory
 from .losses import class_frequencies, class_weights, make_loss
 from .metrics import ConfusionMatrix
 from .models import UNet
@@ -349,9 +349,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
 
 def prepare_model(model: nn.Module, settings: SpeedSettings) -> nn.Module:
     """Apply the memory layout of ``settings`` (channels_last keeps pixels of one location
-    together, which oneDNN and cuDNN convolutions prefer)."""
+    together, which oneDNN and cuDNN convolutions prefer) and, on a Linux CPU, keep freed
+    buffers for reuse (:func:`seglab.hardware.reuse_freed_memory`, process-wide)."""
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if settings.reuse_memory:
+        reuse_freed_memory(True)
     return model
 
 
@@ -533,7 +536,9 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
     if config.progress and rank == 0:
         from tqdm.auto import tqdm
         bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", dynamic_ncols=True)
-    step_times: list[float] = []
+    step_times: list[float] = []   # wall seconds from one step's end to the next (data loading included)
+    replan_step = None             # after the first plan: the step at which it is checked once more
+    last_end = time.perf_counter()
     with _Interrupt() as stop:
         epoch = start_epoch
         while step < total_steps:
@@ -548,8 +553,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
             partial_epoch = [0.0, 0, 0]
             done_in_epoch = skip_batches
             skip_batches = 0
+            last_end = time.perf_counter()
             for images, masks in iterate(loader):
-                t0 = time.perf_counter()
                 factor = lr_factor(step, total_steps, min(config.warmup_steps, total_steps // 10), config.schedule)
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * factor
@@ -582,15 +587,29 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                 loss_sum += value * x.shape[0]
                 seen += x.shape[0]
                 images_seen += x.shape[0] * world
-                step_times.append(time.perf_counter() - t0)
+                now = time.perf_counter()
+                step_times.append(now - last_end)
+                last_end = now
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{value:.3f}")
-                if calibrating and (len(step_times) >= 12 or (len(step_times) >= 3 and
+                # (the triggers depend on step counts only under torchrun, so all processes agree)
+                if calibrating and (len(step_times) >= 12 or (world == 1 and len(step_times) >= 3 and
                                                               sum(step_times) > 0.05 * config.budget)):
                     total_steps, epochs = _size_to_budget(config, run_model, val_set, spec, settings, device,
                                                           wall_start, step_times[1:], steps_per_epoch, step, world)
                     calibrating = False
+                    replan_step = max(step + 24, int(0.3 * total_steps))
+                    if bar is not None:
+                        bar.total = total_steps
+                        bar.refresh()
+                elif step == replan_step and step < total_steps:
+                    # the first plan rests on a dozen steps; about 30 % into the run, the
+                    # recent steps tell the real pace (augmentation, loading, a busier machine)
+                    replan_step = None
+                    total_steps, epochs = _size_to_budget(config, run_model, val_set, spec, settings, device,
+                                                          wall_start, step_times[-50:], steps_per_epoch, step,
+                                                          world, again=True)
                     if bar is not None:
                         bar.total = total_steps
                         bar.refresh()
@@ -671,16 +690,20 @@ def plan_steps(budget: float, elapsed: float, step_time: float, val_time: float,
     ``margin`` of the budget (4 %) for checkpoints and the unexpected; the last epoch may be
     partial, so no time is lost to rounding down to whole epochs."""
     per_step = step_time + val_time / (steps_per_epoch * val_every)
-    # validation is owed for the steps already done too, plus one final pass
-    remaining = budget * (1 - margin) - elapsed - val_time - steps_done * (per_step - step_time)
+    # validation is owed for the steps done since the last one (``elapsed`` holds the earlier
+    # ones), plus one final pass
+    owed = steps_done % (steps_per_epoch * val_every)
+    remaining = budget * (1 - margin) - elapsed - val_time - owed * (per_step - step_time)
     return max(steps_done + 1, steps_done + int(remaining // per_step))
 
 
 def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, step_times, steps_per_epoch,
-                    step, world) -> tuple[int, int]:
-    """Measure the machine: seconds per training step (from the steps just run) and per
-    validation pass (timed on a few images), then size the run with :func:`plan_epochs`."""
-    step_time = float(np.median(step_times)) * 1.03  # data loading and bookkeeping between steps
+                    step, world, again: bool = False) -> tuple[int, int]:
+    """Measure the machine: wall seconds per training step (from the steps just run, data
+    loading included) and per validation pass (timed on a few images), then size the run
+    with :func:`plan_steps`. Under torchrun every process takes the smallest plan, so all
+    stop at the same step."""
+    step_time = float(np.median(step_times)) * 1.02  # epoch starts and checkpoints between steps
     probe = torch.utils.data.Subset(val_set, list(range(min(len(val_set), 2 * config.batch_size))))
     t0 = time.perf_counter()
     evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings)
@@ -689,8 +712,14 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
                        steps_per_epoch, step, config.val_every)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
-    print(f"budget {config.budget:.0f} s on {describe(device)}: {step_time * 1000:.0f} ms/step, "
-          f"validation {val_time:.1f} s -> {total} steps ({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
+    if world > 1:
+        import torch.distributed as dist
+        agreed = torch.tensor([total], dtype=torch.long, device=device)
+        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+        total = int(agreed.item())
+    print(f"budget {config.budget:.0f} s on {describe(device)}{' (checked again)' if again else ''}: "
+          f"{step_time * 1000:.0f} ms/step, validation {val_time:.1f} s -> {total} steps "
+          f"({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
     return total, math.ceil(total / steps_per_epoch)
 
 

@@ -57,7 +57,9 @@ def test_training_learns_the_synthetic_scenes(synthetic_camvid):
 
 def test_budget_mode_measures_the_machine_and_completes_its_schedule(synthetic_camvid, capsys):
     run = fit(tiny(synthetic_camvid, None, budget=30.0, epochs=1000, warmup_steps=0))
-    assert "ms/step" in capsys.readouterr().err           # it measured the machine ...
+    err = capsys.readouterr().err
+    assert "ms/step" in err                               # it measured the machine ...
+    assert "(checked again)" in err                       # ... checked its plan once more ...
     assert run.history[-1]["lr"] < 0.05 * 1e-3            # ... and the cosine schedule ran to its end
     assert len(run.history) < 1000
 
@@ -68,6 +70,13 @@ def test_plan_steps_fills_the_budget_without_overrunning():
     cost = lambda steps: 10.0 + (steps - 5) * 1.0 + (steps / 10) * 2.0 + 2.0  # noqa: E731
     assert cost(total) <= 100.0 < cost(total + 1)
     assert plan_steps(10.0, 50.0, 1.0, 1.0, 10, 3) == 4     # always at least one more step
+
+
+def test_a_plan_made_mid_run_does_not_count_past_validations_twice():
+    # 25 steps done in 40 s, which include the 2 validations after steps 10 and 20
+    total = plan_steps(100.0, 40.0, 1.0, 2.0, 10, 25, margin=0.0)
+    cost = lambda steps: 40.0 + (steps - 25) * 1.0 + (steps - 20) / 10 * 2.0 + 2.0  # noqa: E731
+    assert cost(total) <= 100.0 < cost(total + 1)
 
 
 def test_resume_continues_to_the_planned_end(synthetic_camvid, tmp_path):
