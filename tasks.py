@@ -84,7 +84,9 @@ def cmd_course() -> None:
     env = data_env()
     if not env.get("SEGLAB_DATA") and not (ROOT / "data" / "camvid" / "test").is_dir():
         run(python(), "-m", "seglab", "download", "camvid", env=env)
-    run(python(), "-m", "jupyter", "lab", str(ROOT / "notebooks"), env=env)
+    # Jupyter refuses to start as root unless told; containers and cloud machines often are root
+    as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    run(python(), "-m", "jupyter", "lab", str(ROOT / "notebooks"), *as_root, env=env)
 
 
 def cmd_test(extra: list[str]) -> None:
