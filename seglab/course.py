@@ -40,11 +40,12 @@ def colab_badge(notebook: str) -> str:
 def runs_dir() -> Path:
     """Where notebooks write their training runs: ``runs/`` in the repository (ignored by
     git), or ``~/seglab-runs`` outside a checkout (Colab). Notebook 05 finds notebook 04's
-    model here."""
+    model here. Quick mode (``SEGLAB_QUICK=1``) uses its own ``quick/`` subfolder, so that a
+    smoke run of the notebooks never replaces the models of a full run."""
+    from .data import quick_mode
     repo = Path(__file__).resolve().parent.parent
-    if (repo / "pyproject.toml").exists():
-        return repo / "runs"
-    return Path.home() / "seglab-runs"
+    base = repo / "runs" if (repo / "pyproject.toml").exists() else Path.home() / "seglab-runs"
+    return base / "quick" if quick_mode() else base
 
 
 def notebooks_dir() -> Path:

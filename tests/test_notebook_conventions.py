@@ -123,3 +123,13 @@ def test_committed_outputs_come_from_full_mode(notebook):
         f"{path.name}: the committed outputs must come from a full-mode run (metadata seglab.executed.mode "
         f"is {executed.get('mode')!r}); run `python tasks.py notebooks {path.stem}`")
     assert isinstance(executed.get("seconds"), (int, float)), f"{path.name}: metadata seglab.executed.seconds missing"
+
+
+def test_quick_mode_runs_never_replace_full_mode_models(monkeypatch):
+    from seglab.course import runs_dir
+    monkeypatch.setenv("SEGLAB_QUICK", "0")
+    full = runs_dir()
+    monkeypatch.setenv("SEGLAB_QUICK", "1")
+    quick = runs_dir()
+    assert quick != full and quick.parent == full
+    assert not (full / "04_training").is_relative_to(quick)
