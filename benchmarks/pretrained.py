@@ -57,7 +57,7 @@ def write_card(result: dict, state: dict, command: str, train_info: dict) -> Non
 | training data | CamVid splits: {', '.join(config['train_splits'])} ({'train + val: the validation split was used for training, so the validation scores in the history are not held-out' if 'val' in config['train_splits'] else 'train only'}); the test split was never used for training or model selection |
 | recipe | `{config['optimizer']}` lr {config['lr']:g}, cosine schedule with warm-up, batch {config['batch_size']}, {train_info['epochs']} epochs, loss `{config['loss']}` with class weights `{config['class_weights']}`, augmentation: random scale {tuple(config['scale'])}, crop {config['crop'][0]}x{config['crop'][1]}, horizontal flip, colour jitter {config['color_jitter']} |
 | command | `{command}` |
-| training time and hardware | {train_info['hours']:.1f} h of training on {train_info['device']} |
+| training time and hardware | {train_info['hours']:.1f} h of training on {train_info['device']} (median epoch {train_info['median_epoch_s']:.0f} s x {train_info['epochs']} epochs{train_info['note']}) |
 | status | {train_info['status']} |
 | file size | {PRETRAINED_FILE.stat().st_size / 1e6:.1f} MB |
 | code version | {state.get('code_version', '?')} |
@@ -93,15 +93,23 @@ def main(argv=None) -> None:
     source = load_checkpoint(args.checkpoint)
     run_dir = args.checkpoint.parent
     meta = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
-    seconds = sum(h.get("seconds", 0) for h in source.get("history", []))
+    epoch_seconds = sorted(h.get("seconds", 0) for h in source.get("history", []))
+    seconds = sum(epoch_seconds)
+    # A long run may be paused or share the machine for a while: the median epoch times the
+    # number of epochs is the training time of an undisturbed run on this machine.
+    median = epoch_seconds[len(epoch_seconds) // 2] if epoch_seconds else 0.0
     planned = source["train_config"]["epochs"]
     done = len(source.get("history", []))
     status = (f"complete: {done} of {planned} planned epochs" if done >= planned else
               f"stopped after {done} of {planned} planned epochs, at a learning rate still high in its cosine "
               f"schedule; continue it with `python -m seglab train --resume runs/pretrained/last.pt`, then "
               f"re-run `python benchmarks/pretrained.py runs/pretrained/last.pt`")
-    train_info = {"epochs": done, "hours": seconds / 3600, "device": meta.get("device", "unknown"),
-                  "status": status}
+    train_info = {"epochs": done, "hours": median * done / 3600, "wall_hours": seconds / 3600,
+                  "median_epoch_s": median, "device": meta.get("device", "unknown"), "status": status,
+                  "note": ""}
+    if seconds > 1.2 * median * done:
+        train_info["note"] = (f"; the run's wall clock, {seconds / 3600:.1f} h, includes times when it was "
+                              f"paused or shared the machine with other jobs")
     command = "python -m seglab train --recipe pretrained --out runs/pretrained"
     export(args.checkpoint)
     result = evaluate_checkpoint(PRETRAINED_FILE, "test", args.root, fast=False)  # fp32: the same on every CPU
