@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seglab.checkpoint import PRETRAINED_FILE, load_checkpoint, load_model  # noqa: E402
-from seglab.data import SegmentationDataset  # noqa: E402
-from seglab.datasets import get_spec  # noqa: E402
-from seglab.engine import evaluate, prepare_model  # noqa: E402
+from seglab.checkpoint import PRETRAINED_FILE  # noqa: E402
+from seglab.engine import evaluate_checkpoint  # noqa: E402
 from seglab.hardware import SpeedSettings, cpu_info, describe  # noqa: E402
-from seglab.transforms import eval_transforms  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -34,27 +30,21 @@ def main(argv=None) -> None:
     parser.add_argument("--root", help="data folder (default $SEGLAB_DATA or data/camvid)")
     args = parser.parse_args(argv)
 
-    state = load_checkpoint(args.checkpoint)
-    spec = get_spec(state.get("dataset", "camvid"))
-    model, state = load_model(args.checkpoint, num_classes=spec.num_classes)
-    data = SegmentationDataset(spec, args.root, args.split, None, eval_transforms(spec), subset=args.subset,
-                               progress=False)
-    work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
     info = cpu_info()
     print(f"device: {describe('cpu')}; native bf16: {info['bf16']}"
           + ("" if info["bf16"] else " (bf16 is emulated here: slow, same numbers)"))
     results = {}
     for name, settings in (("fp32", SpeedSettings(channels_last=True)),
                            ("bf16 autocast", SpeedSettings(channels_last=True, amp_dtype="bfloat16"))):
-        start = time.perf_counter()
-        results[name] = evaluate(prepare_model(model, settings), data, spec.num_classes, spec.ignore_index, work,
-                                 8, settings, spec.class_names)
+        results[name] = evaluate_checkpoint(args.checkpoint, args.split, args.root, device="cpu",
+                                            subset=args.subset, settings=settings)
         print(f"{name:<14} mIoU {results[name]['miou']:.4f}  pixel accuracy {results[name]['pixel_accuracy']:.4f}"
-              f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+              f"  ({results[name]['seconds']:.0f} s)", flush=True)
     a, b = results["fp32"], results["bf16 autocast"]
-    print(f"\n{len(data)} {args.split} images at {data.size[0]}x{data.size[1]}, checkpoint {args.checkpoint}")
+    size = "x".join(map(str, a["resolution"]))
+    print(f"\n{a['images']} {args.split} images at {size}, checkpoint {args.checkpoint}")
     print(f"bf16 - fp32: mIoU {b['miou'] - a['miou']:+.4f}, pixel accuracy {b['pixel_accuracy'] - a['pixel_accuracy']:+.4f}")
-    worst = max(spec.class_names, key=lambda c: abs((b["iou"][c] or 0) - (a["iou"][c] or 0)))
+    worst = max(a["iou"], key=lambda c: abs((b["iou"][c] or 0) - (a["iou"][c] or 0)))
     print(f"largest per-class change: {worst} {(b['iou'][worst] or 0) - (a['iou'][worst] or 0):+.4f}")
 
 

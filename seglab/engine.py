@@ -326,15 +326,16 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root: str | None = None,
                         batch_size: int = 8, device: str | None = None, fast: bool = True,
-                        subset: int | None = None) -> dict:
+                        subset: int | None = None, settings: SpeedSettings | None = None) -> dict:
     """Score a saved model on a split at the data's native resolution (CamVid: 360x480),
-    the way published CamVid numbers are computed."""
+    the way published CamVid numbers are computed. ``settings`` overrides the per-device
+    choice (``fast``), for example to compare precisions on one machine."""
     from .checkpoint import load_model
     state = load_checkpoint(checkpoint)
     spec = get_spec(state.get("dataset", "camvid"))
     model, state = load_model(checkpoint, num_classes=spec.num_classes)
     dev = get_device(device)
-    settings = choose_settings(dev, fast, training=False)
+    settings = settings or choose_settings(dev, fast, training=False)
     model = prepare_model(model.to(dev), settings)
     data = SegmentationDataset(spec, root, split, None, eval_transforms(spec), subset=subset)
     work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
