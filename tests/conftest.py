@@ -30,7 +30,8 @@ def synthetic_isbi(tmp_path_factory) -> Path:
 
 
 def _real(env: str, fallback: str) -> Path | None:
-    candidates = [os.environ.get(env), fallback]
+    # tasks.py points SEGLAB_DATA at generated data when the real data is missing: not "real"
+    candidates = [None if os.environ.get("SEGLAB_SYNTHETIC_DATA") else os.environ.get(env), fallback]
     for c in candidates:
         if c and (Path(c) / "README.md").exists() or (c and Path(c).is_dir() and any(Path(c).iterdir())):
             return Path(c)

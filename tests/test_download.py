@@ -523,20 +523,10 @@ def test_committed_manifests_list_every_published_file():
         assert entry.size > 0 and len(entry.sha256) == 64
 
 
-def _real_root(env: str, name: str) -> Path:
-    repo = Path(__file__).resolve().parent.parent
-    candidates = [os.environ.get(env), repo.parent / "shared" / name, Path("/work/shared") / name]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir() and any(Path(candidate).iterdir()):
-            return Path(candidate)
-    pytest.skip(f"the real {name} data is not here (set ${env})")
-
-
 @pytest.mark.realdata
-@pytest.mark.parametrize("name, env, folder", [("camvid", "SEGLAB_DATA", "camvid"),
-                                               ("isbi-em", "SEGLAB_ISBI_DATA", "isbi-em")])
-def test_committed_manifest_verifies_against_the_real_data(name, env, folder):
-    root = _real_root(env, folder)
+@pytest.mark.parametrize("name, fixture", [("camvid", "real_camvid"), ("isbi-em", "real_isbi")])
+def test_committed_manifest_verifies_against_the_real_data(name, fixture, request):
+    root = request.getfixturevalue(fixture)
     assert dl.verify(name, root) == []
     # complete, so download() needs no network and writes nothing (the folder may be read-only)
     assert dl.download(name, root, base_url="http://127.0.0.1:9/", progress=False) == root.resolve()
