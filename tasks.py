@@ -68,7 +68,7 @@ def synthetic_data_env(env: dict) -> dict:
     if missing:
         folder = Path(tempfile.mkdtemp(prefix="seglab-synthetic-"))
         code = ("import sys; from seglab.synthetic import make_synthetic_camvid, make_synthetic_isbi;"
-                "make_synthetic_camvid(sys.argv[1] + '/camvid', 24, 8, 8, (120, 160));"
+                "make_synthetic_camvid(sys.argv[1] + '/camvid', 24, 8, 8, (360, 480));"
                 "make_synthetic_isbi(sys.argv[1] + '/isbi-em', 128)")
         run(python(), "-c", code, folder)
         print(f"real data not found: notebooks run on synthetic data in {folder}", flush=True)

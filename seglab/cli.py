@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="data folder (default: $SEGLAB_DATA or data/<name>)")
     p.add_argument("--out", help="run folder (default runs/<recipe>)")
     p.add_argument("--resume", help="checkpoint (last.pt) to continue from; its settings are reused")
+    p.add_argument("--more-epochs", type=_positive_int, default=0,
+                   help="with --resume: train this many epochs beyond the saved plan (the cosine learning-rate "
+                        "schedule is stretched over the longer plan), for example to train the pretrained model on")
     p.add_argument("--epochs", type=_positive_int, help="passes over the training set")
     p.add_argument("--max-steps", type=_positive_int, help="stop after this many optimisation steps")
     p.add_argument("--budget", help="wall-clock budget such as 15m or 900s: the schedule is sized to fit")
@@ -225,6 +228,9 @@ def _cmd_train(args) -> int:
     # A resumed run continues in its own folder unless --out says otherwise.
     values["out_dir"] = args.out or (str(Path(args.resume).parent) if args.resume else f"runs/{args.recipe}")
     values["resume"] = args.resume
+    if args.more_epochs and not args.resume:
+        raise SeglabError("--more-epochs extends a saved run: give it with --resume RUN/last.pt")
+    values["more_epochs"] = args.more_epochs
     values["progress"] = not args.quiet
     out = Path(values["out_dir"])
     if out.exists() and not out.is_dir():

@@ -87,6 +87,7 @@ class TrainConfig:
     val_every: int = 1
     out_dir: str | None = "runs/camvid"
     resume: str | None = None
+    more_epochs: int = 0                     # with resume: extend the saved plan by this many epochs
     progress: bool = True
 
     def as_dict(self) -> dict:
@@ -428,16 +429,21 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
     - ``model``: train this model instead of building one from the config.
     - ``config.resume``: continue from a checkpoint exactly where it stopped (on CPU with
       0 workers the resumed run ends with the same weights as an uninterrupted one).
+      With ``config.more_epochs`` the saved plan is extended by that many epochs (a
+      finished run trains on, its cosine schedule stretched over the longer plan).
     - ``config.budget``: seconds of wall clock; the first steps measure the machine's speed
       and the number of epochs (and so the learning-rate schedule) is sized to fit.
     - Ctrl-C saves ``last.pt`` and returns with ``run.interrupted = True``.
     """
     wall_start = time.perf_counter()
     resume_state = None
+    more_epochs = 0
     if config.resume:
         resume_state = load_checkpoint(config.resume)
         saved = TrainConfig.from_dict(resume_state["train_config"])
         saved.resume, saved.progress = config.resume, config.progress
+        more_epochs, saved.more_epochs = config.more_epochs, 0
+        saved.epochs += more_epochs
         saved.out_dir = config.out_dir if config.out_dir else saved.out_dir
         if config.root:
             saved.root = config.root
@@ -503,6 +509,10 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
         total_steps = steps_per_epoch * config.epochs
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
+    if more_epochs:
+        # A longer plan: the cosine schedule is stretched over the new total, so the
+        # learning rate rises again where the resumed run stands in it and then decays.
+        total_steps += more_epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
     calibrating = config.budget is not None and resume_state is None
 

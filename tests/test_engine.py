@@ -85,6 +85,19 @@ def test_resume_continues_to_the_planned_end(synthetic_camvid, tmp_path):
     assert state["epoch"] == 1
 
 
+def test_more_epochs_trains_a_finished_run_on_with_a_stretched_schedule(synthetic_camvid, tmp_path):
+    fit(tiny(synthetic_camvid, tmp_path / "a", epochs=1))
+    first = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    run = fit(TrainConfig(resume=str(tmp_path / "a" / "last.pt"), more_epochs=2, progress=False,
+                          out_dir=str(tmp_path / "a")))
+    state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert [h["epoch"] for h in run.history] == [1, 2, 3]
+    assert state["total_steps"] == 3 * first["total_steps"] and state["step"] == state["total_steps"]
+    assert state["train_config"]["epochs"] == 3 and state["train_config"]["more_epochs"] == 0
+    assert run.history[1]["lr"] > run.history[0]["lr"]     # the learning rate rose again, then decayed
+    assert run.history[2]["lr"] < run.history[1]["lr"]
+    assert any(not torch.equal(state["model"][k], first["model"][k]) for k in first["model"])
+
 def test_lr_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
     assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
