@@ -548,7 +548,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
         from tqdm.auto import tqdm
         bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", dynamic_ncols=True)
     step_times: list[float] = []   # wall seconds from one step's end to the next (data loading included)
-    replan_step = None             # after the first plan: the step at which it is checked once more
+    replan_step = None             # after the first plan: the next step at which it is checked again
+    plan_mark = None               # (step, wall clock) of the last plan: the pace since then is measured
     last_end = time.perf_counter()
     with _Interrupt() as stop:
         epoch = start_epoch
@@ -611,16 +612,21 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                                                           wall_start, step_times[1:], steps_per_epoch, step, world)
                     calibrating = False
                     replan_step = max(step + 24, int(0.3 * total_steps))
+                    plan_mark = (step, time.perf_counter())
                     if bar is not None:
                         bar.total = total_steps
                         bar.refresh()
                 elif step == replan_step and step < total_steps:
-                    # the first plan rests on a dozen steps; about 30 % into the run, the
-                    # recent steps tell the real pace (augmentation, loading, a busier machine)
-                    replan_step = None
+                    # the first plan rests on a dozen steps; at 30, 60 and 85 % of the run the
+                    # pace since the last plan (loading, validation, epoch starts, a busier
+                    # machine: everything) re-sizes what is left
+                    pace = (time.perf_counter() - plan_mark[1]) / max(1, step - plan_mark[0])
                     total_steps, epochs = _size_to_budget(config, run_model, val_set, spec, settings, device,
                                                           wall_start, step_times[-50:], steps_per_epoch, step,
-                                                          world, again=True)
+                                                          world, pace=pace)
+                    plan_mark = (step, time.perf_counter())
+                    later = [int(f * total_steps) for f in (0.6, 0.85)]
+                    replan_step = next((at for at in later if at > step + 24), None)
                     if bar is not None:
                         bar.total = total_steps
                         bar.refresh()
@@ -694,33 +700,43 @@ def _workers(config: TrainConfig) -> int:
 
 
 def plan_steps(budget: float, elapsed: float, step_time: float, val_time: float, steps_per_epoch: int,
-               steps_done: int, val_every: int = 1, margin: float = 0.04) -> int:
+               steps_done: int, val_every: int = 1, margin: float = 0.04, final_val: float | None = None) -> int:
     """How many optimisation steps in total fit in ``budget`` seconds, given what is already
     spent (``elapsed``, ``steps_done``) and the measured seconds per training step and per
     validation pass (run every ``val_every`` epochs, and once at the very end). Keeps
     ``margin`` of the budget (4 %) for checkpoints and the unexpected; the last epoch may be
-    partial, so no time is lost to rounding down to whole epochs."""
+    partial, so no time is lost to rounding down to whole epochs. ``final_val``: the cost of
+    the final validation pass when it differs from ``val_time`` (a ``step_time`` that already
+    includes the per-epoch validations comes with ``val_time=0``)."""
     per_step = step_time + val_time / (steps_per_epoch * val_every)
     # validation is owed for the steps done since the last one (``elapsed`` holds the earlier
     # ones), plus one final pass
     owed = steps_done % (steps_per_epoch * val_every)
-    remaining = budget * (1 - margin) - elapsed - val_time - owed * (per_step - step_time)
+    final = val_time if final_val is None else final_val
+    remaining = budget * (1 - margin) - elapsed - final - owed * (per_step - step_time)
     return max(steps_done + 1, steps_done + int(remaining // per_step))
 
 
 def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, step_times, steps_per_epoch,
-                    step, world, again: bool = False) -> tuple[int, int]:
+                    step, world, pace: float | None = None) -> tuple[int, int]:
     """Measure the machine: wall seconds per training step (from the steps just run, data
     loading included) and per validation pass (timed on a few images), then size the run
-    with :func:`plan_steps`. Under torchrun every process takes the smallest plan, so all
-    stop at the same step."""
+    with :func:`plan_steps`. A re-plan passes ``pace``, the wall seconds per step since the
+    last plan with validation and every other cost included, which is what the rest of the
+    run will cost. Under torchrun every process takes the smallest plan, so all stop at the
+    same step."""
     step_time = float(np.median(step_times)) * 1.02  # epoch starts and checkpoints between steps
     probe = torch.utils.data.Subset(val_set, list(range(min(len(val_set), 2 * config.batch_size))))
     t0 = time.perf_counter()
     evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings)
     val_time = (time.perf_counter() - t0) / max(1, len(probe)) * len(val_set) / world
-    total = plan_steps(config.budget, time.perf_counter() - wall_start, step_time, val_time,
-                       steps_per_epoch, step, config.val_every)
+    if pace is None:
+        total = plan_steps(config.budget, time.perf_counter() - wall_start, step_time, val_time,
+                           steps_per_epoch, step, config.val_every)
+    else:
+        step_time = pace
+        total = plan_steps(config.budget, time.perf_counter() - wall_start, pace, 0.0, steps_per_epoch, step,
+                           config.val_every, final_val=val_time)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     if world > 1:
@@ -728,8 +744,8 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
         agreed = torch.tensor([total], dtype=torch.long, device=device)
         dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
         total = int(agreed.item())
-    print(f"budget {config.budget:.0f} s on {describe(device)}{' (checked again)' if again else ''}: "
-          f"{step_time * 1000:.0f} ms/step, validation {val_time:.1f} s -> {total} steps "
+    print(f"budget {config.budget:.0f} s on {describe(device)}{' (checked again)' if pace else ''}: "
+          f"{step_time * 1000:.0f} ms/step{' (all costs)' if pace else ''}, validation {val_time:.1f} s -> {total} steps "
           f"({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
     return total, math.ceil(total / steps_per_epoch)
 

@@ -112,3 +112,9 @@ def test_durations_read_like_people_write_them():
 
 def test_suggested_lr_is_a_tenth_of_the_lowest_loss_rate():
     assert suggest_lr([1e-4, 1e-3, 1e-2, 1e-1], [2.0, 1.5, 1.0, 3.0]) == pytest.approx(1e-3)
+
+
+def test_a_replan_from_the_measured_pace_owes_only_the_final_validation():
+    # 25 steps done in 40 s; from here on a step costs 1 s with the epoch validations included
+    total = plan_steps(100.0, 40.0, 1.0, 0.0, 10, 25, margin=0.0, final_val=2.0)
+    assert total == 25 + 58                                  # 100 - 40 - 2 s of final validation

@@ -120,7 +120,7 @@ def _camvid_root(tmp: Path) -> str:
         if (folder / "test").is_dir():
             return str(folder)
     from seglab.synthetic import make_synthetic_camvid
-    return str(make_synthetic_camvid(tmp / "synthetic-camvid", 24, 8, 8, (120, 160)))
+    return str(make_synthetic_camvid(tmp / "synthetic-camvid", 24, 8, 8, (360, 480)))  # the real size: the notebooks assume it
 
 
 def _write_json(path: Path, data) -> None:
