@@ -2,6 +2,7 @@
 """Package a trained run as the course's pretrained model, and write its model card.
 
     python -m seglab train --recipe pretrained --out runs/pretrained   # the training (resumable)
+    python -m seglab train --resume runs/pretrained/last.pt --more-epochs 40   # optional: train on
     python benchmarks/pretrained.py runs/pretrained/last.pt            # export + score + card
 
 The export keeps only what inference needs (weights, model and training config, history),
@@ -22,6 +23,7 @@ from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, 
 from seglab.engine import evaluate_checkpoint  # noqa: E402
 from seglab.hardware import describe, get_device  # noqa: E402
 from seglab.models import UNet, count_parameters  # noqa: E402
+from seglab.recipes import get_recipe  # noqa: E402
 
 CARD = PRETRAINED_DIR / "MODEL_CARD.md"
 KEEP = ("model_config", "model", "train_config", "dataset", "class_names", "epoch", "step", "history",
@@ -55,7 +57,7 @@ def write_card(result: dict, state: dict, command: str, train_info: dict) -> Non
 | input | RGB, resized to {config['size'][0]}x{config['size'][1]} inside `predict_logits`; logits resized back to the label's size |
 | classes | 11 CamVid classes (SegNet tutorial version); void (label 11) ignored in training and scoring |
 | training data | CamVid splits: {', '.join(config['train_splits'])} ({'train + val: the validation split was used for training, so the validation scores in the history are not held-out' if 'val' in config['train_splits'] else 'train only'}); the test split was never used for training or model selection |
-| recipe | `{config['optimizer']}` lr {config['lr']:g}, cosine schedule with warm-up, batch {config['batch_size']}, {train_info['epochs']} epochs, loss `{config['loss']}` with class weights `{config['class_weights']}`, augmentation: random scale {tuple(config['scale'])}, crop {config['crop'][0]}x{config['crop'][1]}, horizontal flip, colour jitter {config['color_jitter']} |
+| recipe | `{config['optimizer']}` lr {config['lr']:g}, {train_info['schedule']}, batch {config['batch_size']}, {train_info['epochs']} epochs, loss `{config['loss']}` with class weights `{config['class_weights']}`, augmentation: random scale {tuple(config['scale'])}, crop {config['crop'][0]}x{config['crop'][1]}, horizontal flip, colour jitter {config['color_jitter']} |
 | command | `{command}` |
 | training time and hardware | {train_info['hours']:.1f} h of training on {train_info['device']} (median epoch {train_info['median_epoch_s']:.0f} s x {train_info['epochs']} epochs{train_info['note']}) |
 | status | {train_info['status']} |
@@ -105,12 +107,20 @@ def main(argv=None) -> None:
               f"schedule; continue it with `python -m seglab train --resume runs/pretrained/last.pt`, then "
               f"re-run `python benchmarks/pretrained.py runs/pretrained/last.pt`")
     train_info = {"epochs": done, "hours": median * done / 3600, "wall_hours": seconds / 3600,
+                  "schedule": "cosine schedule with warm-up",
                   "median_epoch_s": median, "device": meta.get("device", "unknown"), "status": status,
                   "note": ""}
     if seconds > 1.2 * median * done:
         train_info["note"] = (f"; the run's wall clock, {seconds / 3600:.1f} h, includes times when it was "
                               f"paused or shared the machine with other jobs")
     command = "python -m seglab train --recipe pretrained --out runs/pretrained"
+    first = get_recipe("pretrained")["epochs"]
+    if planned > first:   # the run was trained on with --more-epochs
+        command += (f"`, then `python -m seglab train --resume runs/pretrained/last.pt "
+                    f"--more-epochs {planned - first}")
+        train_info["schedule"] = (f"cosine schedule with warm-up over {first} epochs, then stretched to "
+                                  f"{planned} (`--more-epochs {planned - first}`: the learning rate rose again "
+                                  f"to {source['history'][first]['lr']:.2g} and decayed to zero)")
     export(args.checkpoint)
     result = evaluate_checkpoint(PRETRAINED_FILE, "test", args.root, fast=False)  # fp32: the same on every CPU
     write_card(result, load_checkpoint(PRETRAINED_FILE), command, train_info)
