@@ -67,8 +67,10 @@ def synthetic_data_env(env: dict) -> dict:
     missing = [v for v in ("SEGLAB_DATA", "SEGLAB_ISBI_DATA") if not env.get(v)]
     if missing:
         folder = Path(tempfile.mkdtemp(prefix="seglab-synthetic-"))
+        # at CamVid's own size: the notebooks show what resizing from it does
         code = ("import sys; from seglab.synthetic import make_synthetic_camvid, make_synthetic_isbi;"
-                "make_synthetic_camvid(sys.argv[1] + '/camvid', 24, 8, 8, (360, 480));"
+                "from seglab.datasets import CAMVID;"
+                "make_synthetic_camvid(sys.argv[1] + '/camvid', 24, 8, 8, CAMVID.native_size);"
                 "make_synthetic_isbi(sys.argv[1] + '/isbi-em', 128)")
         run(python(), "-c", code, folder)
         print(f"real data not found: notebooks run on synthetic data in {folder}", flush=True)

@@ -228,10 +228,10 @@ def _cmd_train(args) -> int:
     # A resumed run continues in its own folder unless --out says otherwise.
     values["out_dir"] = args.out or (str(Path(args.resume).parent) if args.resume else f"runs/{args.recipe}")
     values["resume"] = args.resume
-    if args.more_epochs and not args.resume:
-        raise SeglabError("--more-epochs extends a saved run: give it with --resume RUN/last.pt")
     values["more_epochs"] = args.more_epochs
     values["progress"] = not args.quiet
+    config = TrainConfig.from_dict(values)
+    config.validate()
     out = Path(values["out_dir"])
     if out.exists() and not out.is_dir():
         raise SeglabError(f"--out {out} is a file, not a folder: choose another path")
@@ -240,8 +240,6 @@ def _cmd_train(args) -> int:
                           f"choose another --out, or pass --overwrite to replace it")
     if args.resume and not Path(args.resume).is_file():
         raise SeglabError(f"--resume {args.resume}: no such checkpoint file (look for last.pt in the run folder)")
-    config = TrainConfig.from_dict(values)
-    config.validate()
     run = fit(config)
     if run.out_dir is None:  # not rank 0 of a torchrun job
         return 0

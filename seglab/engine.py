@@ -116,6 +116,9 @@ class TrainConfig:
             (all(s > 0 for s in self.size), f"--size must be positive (got {self.size})"),
             (self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay})"),
             (self.workers is None or self.workers >= 0, f"--workers must be 0 or more (got {self.workers})"),
+            (self.more_epochs >= 0, f"--more-epochs must be 0 or more (got {self.more_epochs})"),
+            (self.more_epochs == 0 or self.resume is not None,
+             "--more-epochs extends a saved run: give it with --resume RUN/last.pt"),
             # every down-sampling step halves the image: the smallest side must survive them all
             (min(*(self.crop or self.size), *self.size) >= self.stem_stride * 2 ** self.depth,
              f"--depth {self.depth} halves the image {self.depth} times, too often for --size "

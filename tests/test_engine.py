@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from seglab.checkpoint import load_model
+from seglab.errors import SeglabError
 from seglab.engine import TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_steps, suggest_lr
 
 
@@ -97,6 +98,11 @@ def test_more_epochs_trains_a_finished_run_on_with_a_stretched_schedule(syntheti
     assert run.history[1]["lr"] > run.history[0]["lr"]     # the learning rate rose again, then decayed
     assert run.history[2]["lr"] < run.history[1]["lr"]
     assert any(not torch.equal(state["model"][k], first["model"][k]) for k in first["model"])
+
+def test_more_epochs_without_a_run_to_extend_is_refused(synthetic_camvid):
+    with pytest.raises(SeglabError, match="--more-epochs extends a saved run"):
+        fit(tiny(synthetic_camvid, None, more_epochs=2))
+
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)

@@ -119,8 +119,9 @@ def _camvid_root(tmp: Path) -> str:
     for folder in (REPO / "data" / "camvid", REPO.parent / "shared" / "camvid"):
         if (folder / "test").is_dir():
             return str(folder)
+    from seglab.datasets import CAMVID
     from seglab.synthetic import make_synthetic_camvid
-    return str(make_synthetic_camvid(tmp / "synthetic-camvid", 24, 8, 8, (360, 480)))  # the real size: the notebooks assume it
+    return str(make_synthetic_camvid(tmp / "synthetic-camvid", 24, 8, 8, CAMVID.native_size))
 
 
 def _write_json(path: Path, data) -> None:
