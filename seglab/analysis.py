@@ -48,13 +48,14 @@ def _np(x) -> np.ndarray:
 @torch.inference_mode()
 def predict_split(model: torch.nn.Module, dataset, work_size: tuple[int, int] | None = None,
                   batch_size: int = 8, device: str | torch.device | None = None, fast: bool = True,
-                  progress: bool = False) -> torch.Tensor:
+                  progress: bool = False, flip: bool = False) -> torch.Tensor:
     """Class maps (uint8 ``[N, H, W]``, on the CPU) of ``model`` for every pair of
     ``dataset`` (which yields normalised images at the labels' resolution). Like
     :func:`seglab.evaluate`, it runs the model at ``work_size`` and resizes the logits back,
     so the maps can be scored pixel for pixel and kept for plots and analysis. The model
     runs on ``device`` (default: the best available) with the machine's fast settings
-    (:func:`seglab.hardware.choose_settings`)."""
+    (:func:`seglab.hardware.choose_settings`). ``flip``: average with the mirrored image's
+    prediction (test-time augmentation, see :func:`seglab.predict_logits`)."""
     from torch.utils.data import DataLoader
 
     from .engine import predict_logits, prepare_model
@@ -67,7 +68,7 @@ def predict_split(model: torch.nn.Module, dataset, work_size: tuple[int, int] | 
     if progress:
         from tqdm.auto import tqdm
         loader = tqdm(loader, desc="predicting", unit="batch", leave=False)
-    return torch.cat([predict_logits(model, images, work_size, settings).argmax(1).to(torch.uint8).cpu()
+    return torch.cat([predict_logits(model, images, work_size, settings, flip).argmax(1).to(torch.uint8).cpu()
                       for images, _ in loader])
 
 

@@ -106,7 +106,7 @@ def _on_off(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .engine import CLASS_WEIGHTS, OPTIMIZERS
+    from .engine import CLASS_WEIGHTS, LOSSES, OPTIMIZERS
     from .recipes import RECIPES
 
     parser = _Parser(prog="seglab", description="seglab: semantic segmentation course tools "
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser (default adam)")
     p.add_argument("--weight-decay", type=_non_negative_float, help="weight decay (default 1e-4)")
     p.add_argument("--schedule", choices=("cosine", "constant"), help="learning-rate schedule after warm-up")
-    p.add_argument("--loss", choices=("ce", "dice", "ce+dice"), help="loss (default ce: cross-entropy, void ignored)")
+    p.add_argument("--loss", choices=LOSSES, help="loss (default ce: cross-entropy, void ignored)")
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="class weighting against imbalance")
     p.add_argument("--size", type=_size, help="working resolution HxW (default 180x240)")
     p.add_argument("--crop", type=_size, help="random crop HxW during training")
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
     p.add_argument("--fast", type=_on_off, default=True, help="per-device speed settings on/off")
+    p.add_argument("--flip", action="store_true",
+                   help="flip test-time augmentation: also predict the mirrored image and average (2x compute)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
     p = sub.add_parser("predict", help="write label PNGs for images",
@@ -190,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for the label PNGs")
     p.add_argument("--color", action="store_true", help="also write colourised PNGs (<name>_color.png)")
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
+    p.add_argument("--flip", action="store_true",
+                   help="flip test-time augmentation: also predict the mirrored image and average (2x compute)")
 
     sub.add_parser("info", help="print the device, CPU class and the settings seglab would use")
     return parser
@@ -267,13 +271,13 @@ def _resolve_checkpoint(args) -> str:
 def _cmd_evaluate(args) -> int:
     from .engine import evaluate_checkpoint
     result = evaluate_checkpoint(_resolve_checkpoint(args), args.split, args.root, args.batch_size,
-                                 args.device, args.fast)
+                                 args.device, args.fast, flip=args.flip)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     h, w = result["resolution"]
     print(f"{result['checkpoint']} on {result['split']} ({result['images']} images at {h}x{w}, "
-          f"{result['device']}, {result['seconds']:.1f} s)")
+          f"{result['device']}, {result['seconds']:.1f} s{', with flip test-time augmentation' if args.flip else ''})")
     for name, value in result["iou"].items():
         print(f"  IoU {name:<12} {'  n/a' if value is None else f'{value:.3f}'}")
     print(f"mean IoU        {result['miou']:.4f}")
@@ -284,7 +288,8 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .predict import predict_files
-    written, skipped = predict_files(_resolve_checkpoint(args), args.input, args.output, args.color, args.device)
+    written, skipped = predict_files(_resolve_checkpoint(args), args.input, args.output, args.color,
+                                     args.device, flip=args.flip)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"wrote {len(written)} label PNG(s) to {args.output}; skipped {len(skipped)}")

@@ -74,7 +74,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     schedule: str = "cosine"                 # 'cosine' (with warm-up) or 'constant'
     warmup_steps: int = 50
-    loss: str = "ce"
+    loss: str = "ce"                         # "ce", "dice" or "ce+dice"
     class_weights: str = "none"              # 'none', 'median', 'sqrt' or 'inverse'
     # run
     seed: int = 0
@@ -110,7 +110,7 @@ class TrainConfig:
             (self.width >= 2 and self.depth >= 1, f"--width must be >= 2 and --depth >= 1"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})"),
             (self.schedule in ("cosine", "constant"), f"--schedule must be 'cosine' or 'constant' (got {self.schedule!r})"),
-            (self.loss in ("ce", "dice", "ce+dice"), f"--loss must be 'ce', 'dice' or 'ce+dice' (got {self.loss!r})"),
+            (self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)} (got {self.loss!r})"),
             (self.class_weights in CLASS_WEIGHTS,
              f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)} (got {self.class_weights!r})"),
             (all(s > 0 for s in self.size), f"--size must be positive (got {self.size})"),
@@ -145,6 +145,7 @@ def set_seed(seed: int) -> None:
 
 OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
 CLASS_WEIGHTS = ("none", "median", "sqrt", "inverse")
+LOSSES = ("ce", "dice", "ce+dice")
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):
@@ -278,10 +279,15 @@ def _as_plain(t: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int, int] | None = None,
-                   settings: SpeedSettings | None = None) -> torch.Tensor:
+                   settings: SpeedSettings | None = None, flip: bool = False) -> torch.Tensor:
     """Logits for normalised images ``[N, C, H, W]`` at their own size: the images are
     resized to ``work_size`` (the resolution the model was trained at), and the logits
-    resized back, so a label of any size can be scored pixel for pixel."""
+    resized back, so a label of any size can be scored pixel for pixel.
+
+    ``flip=True`` is test-time augmentation: the model also sees each image mirrored
+    left to right, and the two answers (the second mirrored back) are averaged. A street
+    scene mirrored is still a street scene, so this smooths out some of the model's
+    mistakes for twice the compute."""
     device = next(model.parameters()).device
     settings = settings or SpeedSettings()
     x = _as_plain(images).to(device, non_blocking=True)
@@ -292,7 +298,11 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(device, settings):
         logits = model(x)
+        if flip:
+            mirrored = model(x.flip(-1)).flip(-1)
     logits = logits.float()
+    if flip:
+        logits = (logits + mirrored.float()) / 2
     if logits.shape[-2:] != size:
         logits = F.interpolate(logits, size=list(size), mode="bilinear", align_corners=False)
     return logits
@@ -302,10 +312,11 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
 def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | None,
              work_size: tuple[int, int] | None = None, batch_size: int = 8,
              settings: SpeedSettings | None = None, class_names=None, loader: DataLoader | None = None,
-             world: int = 1) -> dict:
+             world: int = 1, flip: bool = False) -> dict:
     """Score ``model`` on ``dataset`` (pairs of normalised image and int64 mask at the
     labels' own resolution). Returns the metrics of :func:`seglab.metrics.scores` plus
-    ``loss`` (mean cross-entropy over non-void pixels) and ``confusion`` (the matrix)."""
+    ``loss`` (mean cross-entropy over non-void pixels) and ``confusion`` (the matrix).
+    ``flip``: average with the mirrored image's prediction (see :func:`predict_logits`)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -315,7 +326,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
     loader = loader or DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     for images, masks in iterate(loader):
         masks = _as_plain(masks).to(device)
-        logits = predict_logits(model, images, work_size, settings)
+        logits = predict_logits(model, images, work_size, settings, flip)
         loss_sum[0] += F.cross_entropy(logits, masks, ignore_index=ignore, reduction="sum").double().cpu()
         loss_sum[1] += (masks != ignore).sum().cpu()
         cm.update(logits.argmax(1), masks)
@@ -330,10 +341,12 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root: str | None = None,
                         batch_size: int = 8, device: str | None = None, fast: bool = True,
-                        subset: int | None = None, settings: SpeedSettings | None = None) -> dict:
+                        subset: int | None = None, settings: SpeedSettings | None = None,
+                        flip: bool = False) -> dict:
     """Score a saved model on a split at the data's native resolution (CamVid: 360x480),
     the way published CamVid numbers are computed. ``settings`` overrides the per-device
-    choice (``fast``), for example to compare precisions on one machine."""
+    choice (``fast``), for example to compare precisions on one machine. ``flip``: flip
+    test-time augmentation (twice the compute; the result records it)."""
     from .checkpoint import load_model
     state = load_checkpoint(checkpoint)
     spec = get_spec(state.get("dataset", "camvid"))
@@ -345,8 +358,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
     work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
     start = time.perf_counter()
     result = evaluate(model, data, spec.num_classes, spec.ignore_index, work, batch_size, settings,
-                      spec.class_names)
-    result.update(split=split, images=len(data), seconds=time.perf_counter() - start,
+                      spec.class_names, flip=flip)
+    result.update(flip=flip, split=split, images=len(data), seconds=time.perf_counter() - start,
                   resolution=list(data.size), work_size=list(work), device=describe(dev),
                   checkpoint=str(checkpoint))
     return result

@@ -30,10 +30,12 @@ def image_to_input(image: Image.Image, spec) -> torch.Tensor:
 
 
 def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, output: str | os.PathLike,
-                  color: bool = False, device: str | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+                  color: bool = False, device: str | None = None,
+                  flip: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Predict every image in ``inputs`` (a file or a folder) and write one 8-bit label PNG
     per image into ``output``, at the image's own size. Returns (written, skipped) where
-    skipped lists (path, reason) for files that are not readable images."""
+    skipped lists (path, reason) for files that are not readable images. ``flip``: flip
+    test-time augmentation (see :func:`seglab.predict_logits`)."""
     from .viz import colorize
 
     inputs, output = Path(inputs), Path(output)
@@ -63,7 +65,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             skipped.append((path, f"not a readable image ({type(err).__name__})"))
             continue
-        pred = predict_logits(model, x, work, settings).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        pred = predict_logits(model, x, work, settings, flip).argmax(1)[0].to(torch.uint8).cpu().numpy()
         target = targets[path]
         Image.fromarray(pred, mode="L").save(target)
         written.append(target)

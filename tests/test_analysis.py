@@ -106,6 +106,21 @@ def test_predict_split_scores_equal_evaluate(synthetic_camvid):
     assert cm.matrix.tolist() == reference["confusion"]
 
 
+def test_predict_split_with_flip_scores_equal_evaluate_with_flip(synthetic_camvid):
+    from seglab.engine import evaluate
+    from seglab.metrics import ConfusionMatrix
+
+    data = CamVid(synthetic_camvid, "test", transform=eval_transforms("camvid"), progress=False)
+    torch.manual_seed(0)
+    model = UNet(3, 11, width=4, depth=2).eval()
+    preds = predict_split(model, data, work_size=(32, 40), batch_size=3, fast=False, flip=True)
+    plain = predict_split(model, data, work_size=(32, 40), batch_size=3, fast=False)
+    cm = ConfusionMatrix(11, 11)
+    cm.update(preds, data.masks)
+    assert cm.matrix.tolist() == evaluate(model, data, 11, 11, work_size=(32, 40), batch_size=2, flip=True)["confusion"]
+    assert not torch.equal(preds, plain)  # an untrained model is not mirror-symmetric
+
+
 def test_plots_return_figures():
     import matplotlib.pyplot as plt
 

@@ -29,6 +29,12 @@ def test_train_evaluate_predict_from_the_shell(synthetic_camvid, tmp_path):
     assert result["images"] == 4 and result["resolution"] == [60, 80]
     assert set(result["iou"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol",
                                   "Fence", "Car", "Pedestrian", "Bicyclist"}
+    assert result["flip"] is False
+
+    mirrored = seglab("evaluate", "--checkpoint", str(out / "best.pt"), "--split", "test", "--root",
+                      str(synthetic_camvid), "--flip")
+    assert mirrored.returncode == 0, mirrored.stderr
+    assert "with flip test-time augmentation" in mirrored.stdout and "mean IoU" in mirrored.stdout
 
     predicted = seglab("predict", "--checkpoint", str(out / "best.pt"), "--input",
                        str(synthetic_camvid / "test"), "--output", str(tmp_path / "pred"), "--color")
@@ -38,6 +44,11 @@ def test_train_evaluate_predict_from_the_shell(synthetic_camvid, tmp_path):
     assert label.mode == "L" and label.size == Image.open(source).size
     assert np.asarray(label).max() <= 10
     assert (tmp_path / "pred" / f"{source.stem}_color.png").exists()
+
+    flipped = seglab("predict", "--checkpoint", str(out / "best.pt"), "--input", str(source),
+                     "--output", str(tmp_path / "pred_flip"), "--flip")
+    assert flipped.returncode == 0, flipped.stderr
+    assert Image.open(tmp_path / "pred_flip" / source.name).size == label.size
 
 
 def test_info_names_the_cpu_class():

@@ -1,0 +1,61 @@
+"""Class weights and losses against CamVid's imbalance."""
+import pytest
+import torch
+
+from seglab.engine import predict_logits
+from seglab.losses import DiceLoss, class_weights
+from seglab.models import UNet
+
+# pixel shares in the order: two common classes, the median one, two rare ones
+FREQUENCIES = torch.tensor([0.40, 0.30, 0.20, 0.08, 0.02])
+
+
+def test_median_weights_give_every_class_the_same_total_weight():
+    w = class_weights(FREQUENCIES, "median", clip=None)
+    totals = w * FREQUENCIES
+    assert torch.allclose(totals, torch.full_like(totals, 0.20))
+
+
+def test_sqrt_weights_are_the_square_root_of_median_weights():
+    assert torch.allclose(class_weights(FREQUENCIES, "sqrt", clip=None),
+                          class_weights(FREQUENCIES, "median", clip=None).sqrt())
+
+
+def test_a_class_absent_from_the_data_gets_weight_zero():
+    frequencies = torch.tensor([0.5, 0.5, 0.0])
+    for method in ("median", "sqrt", "inverse", "none"):
+        assert class_weights(frequencies, method)[2] == 0.0, method
+
+
+def test_clip_caps_the_weight_of_a_nearly_absent_class():
+    w = class_weights(torch.tensor([0.5, 0.4999, 0.0001]), "median", clip=10.0)
+    assert w.max() == pytest.approx(10.0)
+
+
+def test_an_unknown_weighting_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="sqrt"):
+        class_weights(FREQUENCIES, "sqaure")
+
+
+def test_void_pixels_do_not_change_the_dice_loss():
+    logits = torch.randn(1, 3, 4, 4)
+    target = torch.randint(0, 3, (1, 4, 4))
+    with_void = target.clone()
+    with_void[0, 0] = 255
+    masked_logits = logits.clone()
+    masked_logits[0, :, 0] = torch.randn(3, 4) * 10  # whatever the model says on void rows
+    loss = DiceLoss(ignore_index=255)
+    assert loss(logits, with_void) == pytest.approx(loss(masked_logits, with_void).item())
+
+
+def test_flip_prediction_averages_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = UNet(3, 5, width=4, depth=2).eval()
+    x = torch.randn(2, 3, 16, 24)
+    with torch.no_grad():
+        expected = (model(x) + model(x.flip(-1)).flip(-1)) / 2
+        plain = predict_logits(model, x)
+        flipped = predict_logits(model, x, flip=True)
+    assert torch.allclose(flipped, expected, atol=1e-5)
+    assert not torch.allclose(plain, flipped, atol=1e-5)  # the model is not mirror-symmetric
+
