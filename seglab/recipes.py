@@ -12,20 +12,17 @@ RECIPES: dict[str, dict] = {
     "course": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=30,
                    batch_size=8, optimizer="adam", lr=1e-3),
     # The best model a 2-core laptop trains in 15 minutes (benchmarks/accuracy.py). A short
-    # budget favours cheap steps. Measured with 5-minute runs scored on val (AMD EPYC AVX2,
-    # 2 cores, 2026-11-27): 120x160 with light augmentation reached mIoU 0.407 / pixel
-    # accuracy 0.789 against 0.255 / 0.634 at 180x240 with the course's heavier augmentation;
-    # then a stride-2 stem at 240x320 without class weights (the first stage works at
-    # 120x160, so a step costs about the same) reached 0.399 / 0.854 against 0.397 / 0.785
-    # for 120x160 with sqrt weights (no weights alone: 0.379 / 0.828): the same mIoU and
-    # much cleaner boundaries. Also tried with 5-minute runs on val and not taken (same
-    # machine, 2026-11-27; D = this recipe, 0.399 / 0.854): ce+dice loss 0.402 / 0.855;
-    # median class weights 0.350 / 0.628 (the rare classes appear, Building collapses);
-    # lr 5e-3 0.375 / 0.820; width 24 0.252 / 0.655 and depth 5 0.380 / 0.822 (fewer steps).
-    # But 5 minutes misjudge class weights: without them a 15-minute run's val mIoU stops
-    # rising after half the budget (0.427 / 0.878 at the end) with pole, sign, pedestrian,
-    # bicyclist and fence near 0 IoU; with sqrt weights the same 15 minutes reach 0.549 /
-    # 0.883 on val (fence 0.40, pedestrian 0.28, bicyclist 0.47). Hence sqrt weights.
+    # budget favours cheap steps: a stride-2 stem at 240x320 (the first stage works at
+    # 120x160, so a step costs about what a 120x160 input does, with sharper input detail).
+    # Chosen on val, never test (AMD EPYC AVX2, 2 cores, 2026-11-27). 5-minute runs: 120x160
+    # with light augmentation 0.407 mIoU / 0.789 pixel accuracy vs 0.255 / 0.634 at 180x240
+    # with the course's heavier augmentation; the stem-2 240x320 model without class weights
+    # 0.399 / 0.854; with it, ce+dice 0.402 / 0.855, median weights 0.350 / 0.628 (Building
+    # collapses), lr 5e-3 0.375 / 0.820, width 24 0.252 / 0.655, depth 5 0.380 / 0.822.
+    # But 5 minutes misjudge class weights (sqrt weights there: 0.384 / 0.819). Over the full
+    # 15 minutes the unweighted run stops improving at half time (0.427 / 0.878 at the end)
+    # with pole, sign, pedestrian, bicyclist and fence near 0 IoU, while the sqrt-weighted
+    # run reaches 0.549 / 0.883 (fence 0.40, pedestrian 0.28, bicyclist 0.47).
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", scale=(0.9, 1.2), color_jitter=0.1),
