@@ -105,6 +105,9 @@ def _on_off(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
 
 
+FLIP_HELP = "flip test-time augmentation: also predict the mirrored image and average (2x compute)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .engine import CLASS_WEIGHTS, LOSSES, OPTIMIZERS
     from .recipes import RECIPES
@@ -178,8 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
     p.add_argument("--fast", type=_on_off, default=True, help="per-device speed settings on/off")
-    p.add_argument("--flip", action="store_true",
-                   help="flip test-time augmentation: also predict the mirrored image and average (2x compute)")
+    p.add_argument("--flip", action="store_true", help=FLIP_HELP)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
     p = sub.add_parser("predict", help="write label PNGs for images",
@@ -192,8 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for the label PNGs")
     p.add_argument("--color", action="store_true", help="also write colourised PNGs (<name>_color.png)")
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
-    p.add_argument("--flip", action="store_true",
-                   help="flip test-time augmentation: also predict the mirrored image and average (2x compute)")
+    p.add_argument("--flip", action="store_true", help=FLIP_HELP)
 
     sub.add_parser("info", help="print the device, CPU class and the settings seglab would use")
     return parser

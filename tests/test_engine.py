@@ -6,7 +6,9 @@ import torch
 
 from seglab.checkpoint import load_model
 from seglab.errors import SeglabError
-from seglab.engine import TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_steps, suggest_lr
+from seglab.engine import (TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_steps,
+                           predict_logits, suggest_lr)
+from seglab.models import UNet
 
 
 def tiny(root, out, **kw):
@@ -99,6 +101,7 @@ def test_more_epochs_trains_a_finished_run_on_with_a_stretched_schedule(syntheti
     assert run.history[2]["lr"] < run.history[1]["lr"]
     assert any(not torch.equal(state["model"][k], first["model"][k]) for k in first["model"])
 
+
 def test_more_epochs_without_a_run_to_extend_is_refused(synthetic_camvid):
     with pytest.raises(SeglabError, match="--more-epochs extends a saved run"):
         fit(tiny(synthetic_camvid, None, more_epochs=2))
@@ -124,3 +127,15 @@ def test_a_replan_from_the_measured_pace_owes_only_the_final_validation():
     # 25 steps done in 40 s; from here on a step costs 1 s with the epoch validations included
     total = plan_steps(100.0, 40.0, 1.0, 0.0, 10, 25, margin=0.0, final_val=2.0)
     assert total == 25 + 58                                  # 100 - 40 - 2 s of final validation
+
+
+def test_flip_prediction_averages_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = UNet(3, 5, width=4, depth=2).eval()
+    x = torch.randn(2, 3, 16, 24)
+    with torch.no_grad():
+        expected = (model(x) + model(x.flip(-1)).flip(-1)) / 2
+        plain = predict_logits(model, x)
+        flipped = predict_logits(model, x, flip=True)
+    assert torch.allclose(flipped, expected, atol=1e-5)
+    assert not torch.allclose(plain, flipped, atol=1e-5)  # the model is not mirror-symmetric
