@@ -5,6 +5,9 @@
     python -m seglab train --resume runs/pretrained/last.pt --more-epochs 40   # optional: train on
     python benchmarks/pretrained.py runs/pretrained/last.pt            # export + score + card
 
+``--rebalance S`` exports the run with logit offsets of strength S (seglab.losses.logit_offsets),
+for a run trained before its recipe had them; training does not depend on them.
+
 The export keeps only what inference needs (weights, model and training config, history),
 so the file stays small. The card's figures are measured here, on the 233 test images at
 360x480, and a test (tests/test_pretrained.py) re-scores the shipped file in CI and checks
@@ -20,19 +23,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, save_checkpoint  # noqa: E402
-from seglab.engine import evaluate_checkpoint  # noqa: E402
+from seglab.engine import TrainConfig, build_datasets, evaluate_checkpoint, loss_weights  # noqa: E402
+from seglab.losses import logit_offsets  # noqa: E402
 from seglab.hardware import describe, get_device  # noqa: E402
 from seglab.models import UNet, count_parameters  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402
 
 CARD = PRETRAINED_DIR / "MODEL_CARD.md"
-KEEP = ("model_config", "model", "train_config", "dataset", "class_names", "epoch", "step", "history",
-        "code_version")
+KEEP = ("model_config", "model", "logit_offset", "train_config", "dataset", "class_names", "epoch", "step",
+        "history", "code_version")
 
 
-def export(source: Path, target: Path = PRETRAINED_FILE) -> Path:
-    """Copy the inference-relevant part of a checkpoint to ``target`` (atomically)."""
+def export(source: Path, target: Path = PRETRAINED_FILE, rebalance: float | None = None,
+           root: str | None = None) -> Path:
+    """Copy the inference-relevant part of a checkpoint to ``target`` (atomically);
+    ``rebalance``: store logit offsets of that strength, computed from the run's own training
+    data and class weights as ``fit`` would have."""
     state = load_checkpoint(source)
+    if rebalance is not None:
+        state["train_config"] = {**state["train_config"], "rebalance": rebalance}
+        config = TrainConfig.from_dict({**state["train_config"], "root": root, "progress": False})
+        config.validate()
+        spec, parts, _, _ = build_datasets(config)
+        state["logit_offset"] = logit_offsets(loss_weights(config, spec, parts), rebalance)
     slim = {k: state[k] for k in KEEP if k in state}
     slim["model"] = {k: v.float() for k, v in slim["model"].items()}
     slim.pop("format", None)
@@ -47,6 +60,8 @@ def write_card(result: dict, state: dict, command: str, train_info: dict) -> Non
     measured = {"test_miou": round(result["miou"], 4), "test_pixel_accuracy": round(result["pixel_accuracy"], 4),
                 "test_mean_class_accuracy": round(result["mean_class_accuracy"], 4),
                 "iou": {k: (round(v, 4) if v is not None else None) for k, v in result["iou"].items()}}
+    rebalanced = (f" (at inference, logit offsets take back {config['rebalance']:g} of the weighting: "
+                  f"`rebalance`, see seglab.losses.logit_offsets)" if config.get("rebalance") else "")
     text = f"""# Model card: seglab's pretrained CamVid U-Net
 
 `seglab.load_pretrained()` · `seglab evaluate --pretrained` · `seglab predict --pretrained ...`
@@ -57,7 +72,7 @@ def write_card(result: dict, state: dict, command: str, train_info: dict) -> Non
 | input | RGB, resized to {config['size'][0]}x{config['size'][1]} inside `predict_logits`; logits resized back to the label's size |
 | classes | 11 CamVid classes (SegNet tutorial version); void (label 11) ignored in training and scoring |
 | training data | CamVid splits: {', '.join(config['train_splits'])} ({'train + val: the validation split was used for training, so the validation scores in the history are not held-out' if 'val' in config['train_splits'] else 'train only'}); the test split was never used for training or model selection |
-| recipe | `{config['optimizer']}` lr {config['lr']:g}, {train_info['schedule']}, batch {config['batch_size']}, {train_info['epochs']} epochs, loss `{config['loss']}` with class weights `{config['class_weights']}`, augmentation: random scale {tuple(config['scale'])}, crop {config['crop'][0]}x{config['crop'][1]}, horizontal flip, colour jitter {config['color_jitter']} |
+| recipe | `{config['optimizer']}` lr {config['lr']:g}, {train_info['schedule']}, batch {config['batch_size']}, {train_info['epochs']} epochs, loss `{config['loss']}` with class weights `{config['class_weights']}`{rebalanced}, augmentation: random scale {tuple(config['scale'])}, crop {config['crop'][0]}x{config['crop'][1]}, horizontal flip, colour jitter {config['color_jitter']} |
 | command | `{command}` |
 | training time and hardware | {train_info['hours']:.1f} h of training on {train_info['device']} (median epoch {train_info['median_epoch_s']:.0f} s x {train_info['epochs']} epochs{train_info['note']}) |
 | status | {train_info['status']} |
@@ -91,6 +106,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="last.pt of the pretrained run")
     parser.add_argument("--root", help="CamVid folder (default $SEGLAB_DATA or data/camvid)")
+    parser.add_argument("--rebalance", type=float, help="export with logit offsets of this strength (0 to 1)")
     args = parser.parse_args(argv)
     source = load_checkpoint(args.checkpoint)
     run_dir = args.checkpoint.parent
@@ -121,7 +137,9 @@ def main(argv=None) -> None:
         train_info["schedule"] = (f"cosine schedule with warm-up over {first} epochs, then stretched to "
                                   f"{planned} (`--more-epochs {planned - first}`: the learning rate rose again "
                                   f"to {source['history'][first]['lr']:.2g} and decayed to zero)")
-    export(args.checkpoint)
+    if args.rebalance is not None:
+        command += f"`, exported with `python benchmarks/pretrained.py {args.checkpoint} --rebalance {args.rebalance:g}"
+    export(args.checkpoint, rebalance=args.rebalance, root=args.root)
     result = evaluate_checkpoint(PRETRAINED_FILE, "test", args.root, fast=False)  # fp32: the same on every CPU
     write_card(result, load_checkpoint(PRETRAINED_FILE), command, train_info)
     print(f"exported {PRETRAINED_FILE} ({PRETRAINED_FILE.stat().st_size / 1e6:.1f} MB); test mIoU "

@@ -84,6 +84,11 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None, in_chann
 
     ``num_classes`` / ``in_channels``: what the caller needs; a checkpoint trained for
     something else is refused with a message saying what it was trained for.
+
+    A run trained with ``rebalance`` stores per-class logit offsets
+    (:func:`seglab.losses.logit_offsets`); they are added to the last layer's bias here, so
+    the returned model predicts what the run's validation scores measured. (Resuming
+    training reads the raw weights instead.)
     """
     state = load_checkpoint(path, map_location)
     config = state.get("model_config", {})
@@ -95,6 +100,9 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None, in_chann
     try:
         model = UNet.from_config(config)
         model.load_state_dict(state["model"])
+        if state.get("logit_offset") is not None:
+            with torch.no_grad():
+                model.head.bias += state["logit_offset"].to(model.head.bias)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:200]
         raise CheckpointError(f"checkpoint {path} does not fit the architecture it describes "

@@ -31,7 +31,7 @@ from .data import SegmentationDataset, quick_mode
 from .datasets import get_spec
 from .errors import SeglabError, TrainingError
 from .hardware import SpeedSettings, autocast, choose_settings, describe, get_device, reuse_freed_memory
-from .losses import class_frequencies, class_weights, make_loss
+from .losses import class_frequencies, class_weights, logit_offsets, make_loss
 from .metrics import ConfusionMatrix
 from .models import UNet
 from .transforms import eval_transforms, train_transforms
@@ -76,6 +76,8 @@ class TrainConfig:
     warmup_steps: int = 50
     loss: str = "ce"                         # "ce", "dice" or "ce+dice"
     class_weights: str = "none"              # 'none', 'median', 'sqrt' or 'inverse'
+    rebalance: float = 0.0                   # with class weights: share of the weighting taken back at
+                                             # inference (0 to 1, see losses.logit_offsets)
     # run
     seed: int = 0
     device: str | None = None
@@ -113,6 +115,9 @@ class TrainConfig:
             (self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)} (got {self.loss!r})"),
             (self.class_weights in CLASS_WEIGHTS,
              f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)} (got {self.class_weights!r})"),
+            (0.0 <= self.rebalance <= 1.0, f"--rebalance must be between 0 and 1 (got {self.rebalance})"),
+            (self.rebalance == 0 or self.class_weights != "none",
+             "--rebalance takes back part of the class weighting: give it with --class-weights"),
             (all(s > 0 for s in self.size), f"--size must be positive (got {self.size})"),
             (self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay})"),
             (self.workers is None or self.workers >= 0, f"--workers must be 0 or more (got {self.workers})"),
@@ -279,7 +284,8 @@ def _as_plain(t: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int, int] | None = None,
-                   settings: SpeedSettings | None = None, flip: bool = False) -> torch.Tensor:
+                   settings: SpeedSettings | None = None, flip: bool = False,
+                   offsets: torch.Tensor | None = None) -> torch.Tensor:
     """Logits for normalised images ``[N, C, H, W]`` at their own size: the images are
     resized to ``work_size`` (the resolution the model was trained at), and the logits
     resized back, so a label of any size can be scored pixel for pixel.
@@ -287,7 +293,11 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
     ``flip=True`` is test-time augmentation: the model also sees each image mirrored
     left to right, and the two answers (the second mirrored back) are averaged. A street
     scene mirrored is still a street scene, so this smooths out some of the model's
-    mistakes for twice the compute."""
+    mistakes for twice the compute.
+
+    ``offsets``: per-class constants added to the logits (see
+    :func:`seglab.losses.logit_offsets`); a model from :func:`seglab.load_model` already
+    carries its checkpoint's offsets in its last layer's bias."""
     device = next(model.parameters()).device
     settings = settings or SpeedSettings()
     x = _as_plain(images).to(device, non_blocking=True)
@@ -303,6 +313,8 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
     logits = logits.float()
     if flip:
         logits = (logits + mirrored.float()) / 2
+    if offsets is not None:
+        logits = logits + offsets.to(logits.device).view(1, -1, 1, 1)
     if logits.shape[-2:] != size:
         logits = F.interpolate(logits, size=list(size), mode="bilinear", align_corners=False)
     return logits
@@ -312,11 +324,12 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
 def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | None,
              work_size: tuple[int, int] | None = None, batch_size: int = 8,
              settings: SpeedSettings | None = None, class_names=None, loader: DataLoader | None = None,
-             world: int = 1, flip: bool = False) -> dict:
+             world: int = 1, flip: bool = False, offsets: torch.Tensor | None = None) -> dict:
     """Score ``model`` on ``dataset`` (pairs of normalised image and int64 mask at the
     labels' own resolution). Returns the metrics of :func:`seglab.metrics.scores` plus
     ``loss`` (mean cross-entropy over non-void pixels) and ``confusion`` (the matrix).
-    ``flip``: average with the mirrored image's prediction (see :func:`predict_logits`)."""
+    ``flip``: average with the mirrored image's prediction; ``offsets``: per-class logit
+    offsets (both see :func:`predict_logits`)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -326,7 +339,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
     loader = loader or DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     for images, masks in iterate(loader):
         masks = _as_plain(masks).to(device)
-        logits = predict_logits(model, images, work_size, settings, flip)
+        logits = predict_logits(model, images, work_size, settings, flip, offsets)
         loss_sum[0] += F.cross_entropy(logits, masks, ignore_index=ignore, reduction="sum").double().cpu()
         loss_sum[1] += (masks != ignore).sum().cpu()
         cm.update(logits.argmax(1), masks)
@@ -391,6 +404,9 @@ class Run:
     interrupted: bool = False
     settings: SpeedSettings = field(default_factory=SpeedSettings)
     seconds: float = 0.0
+    # A rebalanced run's per-class logit offsets (None otherwise): give them to
+    # predict_logits / evaluate with ``model``; load_model(last_path) includes them.
+    offsets: torch.Tensor | None = None
 
     @property
     def best_miou(self) -> float:
@@ -438,6 +454,15 @@ def build_datasets(config: TrainConfig):
     return spec, parts, train, val
 
 
+def loss_weights(config: TrainConfig, spec, parts) -> torch.Tensor | None:
+    """The class weights of ``config.class_weights`` from the training parts' label
+    frequencies (None for ``"none"``), and so the logit offsets of ``config.rebalance``."""
+    if config.class_weights == "none":
+        return None
+    masks = torch.cat([p.masks.reshape(-1) for p in parts])
+    return class_weights(class_frequencies(masks, spec.num_classes, spec.ignore_index), config.class_weights)
+
+
 def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Run:
     """Train a U-Net as ``config`` says and return the :class:`Run`.
 
@@ -480,11 +505,10 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
         model = UNet(spec.in_channels, spec.num_classes, config.width, config.depth, config.batchnorm,
                      config.bilinear, config.skip, config.stem_stride)
     model = prepare_model(model.to(device), settings)
-    weights = None
-    if config.class_weights != "none":
-        masks = torch.cat([p.masks.reshape(-1) for p in parts])
-        weights = class_weights(class_frequencies(masks, spec.num_classes, spec.ignore_index),
-                                config.class_weights).to(device)
+    weights = loss_weights(config, spec, parts)
+    weights = weights.to(device) if weights is not None else None
+    # Training sees the weighted loss; validation and the saved model see the offsets.
+    offsets = logit_offsets(weights, config.rebalance) if weights is not None and config.rebalance else None
     loss_fn = make_loss(config.loss, weights, spec.ignore_index)
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay, config.momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=settings.amp_dtype == "float16")
@@ -553,6 +577,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                  "history": history, "best_miou": best, "rng_torch": torch.get_rng_state(),
                  "partial_epoch": list(partial),
                  "code_version": code_version()}
+        if offsets is not None:  # load_model adds them to the last layer's bias
+            state["logit_offset"] = offsets.detach().cpu()
         if device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(device)
         return state
@@ -665,7 +691,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                                         shuffle=False, num_workers=0)
                 try:
                     scores = evaluate(model, val_set, spec.num_classes, spec.ignore_index, config.size,
-                                      per_rank_batch, settings, spec.class_names, loader=val_loader, world=world)
+                                      per_rank_batch, settings, spec.class_names, loader=val_loader, world=world,
+                                      offsets=offsets)
                 except torch.OutOfMemoryError:
                     raise TrainingError(f"out of memory on {describe(device)} while validating with batch size "
                                         f"{per_rank_batch}: try --batch-size {max(1, config.batch_size // 2)} "
@@ -705,7 +732,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
         dist.barrier()
     return Run(model=model, history=history, config=config, out_dir=out_dir, best_path=best_path,
                last_path=last_path, interrupted=interrupted, settings=settings,
-               seconds=time.perf_counter() - wall_start)
+               seconds=time.perf_counter() - wall_start, offsets=offsets)
 
 
 def _workers(config: TrainConfig) -> int:

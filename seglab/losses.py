@@ -54,6 +54,26 @@ def class_weights(frequencies: torch.Tensor, method: str = "median", clip: float
     return w.float()
 
 
+def logit_offsets(weights: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-class constants to add to a class-weighted model's logits at inference, which
+    take back a share ``strength`` (0 to 1) of the weighting.
+
+    Why it works: cross-entropy with class weights ``w`` is minimised by probabilities
+    proportional to ``w_c * p(c | x)``, so the weighted model's logits are the unweighted
+    ones plus ``log w_c``. Subtracting ``strength * log w_c`` moves the decision back
+    towards the class frequencies: 0 keeps the weighted model (rare classes found more
+    often, common ones over-ruled), 1 undoes the weighting (the most pixels right). In
+    between trades one for the other, at no training cost (logit adjustment, Menon et
+    al., *Long-tail learning via logit adjustment*, ICLR 2021). Classes with weight 0
+    (absent from the training data) get offset 0."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be between 0 and 1 (got {strength})")
+    offsets = torch.zeros_like(weights, dtype=torch.float32)
+    present = weights > 0
+    offsets[present] = -strength * weights[present].float().log() + 0.0  # + 0.0: no -0.0 in printouts
+    return offsets
+
+
 class DiceLoss(nn.Module):
     """Soft Dice loss: 1 - mean over classes of 2|P∩T| / (|P| + |T|), on softmax
     probabilities. Void pixels are masked out. ``smooth`` avoids 0/0 on empty classes."""

@@ -1,5 +1,7 @@
 """The training engine on synthetic data: it learns, repeats exactly, checkpoints, resumes."""
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -139,3 +141,37 @@ def test_flip_prediction_averages_the_image_and_its_mirror():
         flipped = predict_logits(model, x, flip=True)
     assert torch.allclose(flipped, expected, atol=1e-5)
     assert not torch.allclose(plain, flipped, atol=1e-5)  # the model is not mirror-symmetric
+
+
+def test_a_rebalanced_run_saves_offsets_that_load_model_applies(synthetic_camvid, tmp_path):
+    run = fit(tiny(synthetic_camvid, tmp_path / "run", class_weights="sqrt", rebalance=0.75))
+    assert run.offsets is not None and run.offsets.abs().sum() > 0
+    loaded, state = load_model(tmp_path / "run" / "last.pt")
+    assert torch.equal(state["logit_offset"], run.offsets)
+    x = torch.randn(2, 3, 60, 80)
+    with torch.no_grad():
+        expected = predict_logits(run.model.eval(), x, offsets=run.offsets)
+        assert torch.allclose(predict_logits(loaded.eval(), x), expected, atol=1e-5)
+        assert not torch.allclose(predict_logits(run.model, x), expected, atol=1e-3)  # raw weights differ
+
+
+def test_the_validation_scores_of_a_rebalanced_run_are_those_of_its_saved_model(synthetic_camvid, tmp_path):
+    run = fit(tiny(synthetic_camvid, tmp_path / "run", class_weights="median", rebalance=1.0))
+    rescored = evaluate_checkpoint(tmp_path / "run" / "last.pt", "val", str(synthetic_camvid))
+    assert rescored["miou"] == pytest.approx(run.history[-1]["val_miou"], abs=1e-6)
+
+
+def test_resuming_a_rebalanced_run_does_not_apply_its_offsets_twice(synthetic_camvid, tmp_path):
+    def stop_after_epoch_1(record):
+        if record["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: fit saves and returns
+
+    whole = fit(tiny(synthetic_camvid, tmp_path / "whole", class_weights="sqrt", rebalance=0.5))
+    first = fit(tiny(synthetic_camvid, tmp_path / "half", class_weights="sqrt", rebalance=0.5),
+                callbacks=[stop_after_epoch_1])
+    assert first.interrupted
+    resumed = fit(TrainConfig(resume=str(tmp_path / "half" / "last.pt"), out_dir=str(tmp_path / "half"),
+                              progress=False))
+    for (name, x), y in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert resumed.history[-1]["val_miou"] == whole.history[-1]["val_miou"]

@@ -95,6 +95,8 @@ TRAIN_CASES = {
     "GPU that is not there": (["--device", "cuda:99"], ["--device", "cuda:99"]),
     "on/off that is neither": (["--skip", "maybe"], ["--skip", "on or off"]),
     "stem stride 3": (["--stem-stride", "3"], ["--stem-stride"]),
+    "rebalance without class weights": (["--rebalance", "0.5"], ["--rebalance", "--class-weights"]),
+    "rebalance above one": (["--rebalance", "2", "--class-weights", "sqrt"], ["--rebalance", "between 0 and 1"]),
 }
 
 
