@@ -5,8 +5,9 @@
     python -m seglab train --resume runs/pretrained/last.pt --more-epochs 40   # optional: train on
     python benchmarks/pretrained.py runs/pretrained/last.pt            # export + score + card
 
-``--rebalance S`` exports the run with logit offsets of strength S (seglab.losses.logit_offsets),
-for a run trained before its recipe had them; training does not depend on them.
+``--rebalance S`` exports the run set to take back a share S of its class weighting at
+prediction time (seglab.losses.logit_offsets), for a run trained before its recipe said so;
+the setting does not change training.
 
 The export keeps only what inference needs (weights, model and training config, history),
 so the file stays small. The card's figures are measured here, on the 233 test images at
@@ -24,28 +25,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, save_checkpoint  # noqa: E402
 from seglab.engine import TrainConfig, build_datasets, evaluate_checkpoint, loss_weights  # noqa: E402
-from seglab.losses import logit_offsets  # noqa: E402
 from seglab.hardware import describe, get_device  # noqa: E402
 from seglab.models import UNet, count_parameters  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402
 
 CARD = PRETRAINED_DIR / "MODEL_CARD.md"
-KEEP = ("model_config", "model", "logit_offset", "train_config", "dataset", "class_names", "epoch", "step",
+KEEP = ("model_config", "model", "class_weights", "train_config", "dataset", "class_names", "epoch", "step",
         "history", "code_version")
 
 
 def export(source: Path, target: Path = PRETRAINED_FILE, rebalance: float | None = None,
            root: str | None = None) -> Path:
     """Copy the inference-relevant part of a checkpoint to ``target`` (atomically);
-    ``rebalance``: store logit offsets of that strength, computed from the run's own training
-    data and class weights as ``fit`` would have."""
+    ``rebalance``: set the run's ``rebalance`` (see :func:`seglab.load_model`); a run saved
+    before checkpoints kept their class weights gets them from its own training data, as
+    ``fit`` computes them."""
     state = load_checkpoint(source)
     if rebalance is not None:
         state["train_config"] = {**state["train_config"], "rebalance": rebalance}
         config = TrainConfig.from_dict({**state["train_config"], "root": root, "progress": False})
         config.validate()
-        spec, parts, _, _ = build_datasets(config)
-        state["logit_offset"] = logit_offsets(loss_weights(config, spec, parts), rebalance)
+        if state.get("class_weights") is None:
+            spec, parts, _, _ = build_datasets(config)
+            state["class_weights"] = loss_weights(config, spec, parts)
     slim = {k: state[k] for k in KEEP if k in state}
     slim["model"] = {k: v.float() for k, v in slim["model"].items()}
     slim.pop("format", None)
@@ -60,8 +62,9 @@ def write_card(result: dict, state: dict, command: str, train_info: dict) -> Non
     measured = {"test_miou": round(result["miou"], 4), "test_pixel_accuracy": round(result["pixel_accuracy"], 4),
                 "test_mean_class_accuracy": round(result["mean_class_accuracy"], 4),
                 "iou": {k: (round(v, 4) if v is not None else None) for k, v in result["iou"].items()}}
-    rebalanced = (f" (at inference, logit offsets take back {config['rebalance']:g} of the weighting: "
-                  f"`rebalance`, see seglab.losses.logit_offsets)" if config.get("rebalance") else "")
+    rebalanced = (f" (at prediction time, logit offsets take back {config['rebalance']:g} of the weighting: "
+                  f"`rebalance`, see seglab.losses.logit_offsets; `load_pretrained(rebalance=0)` or "
+                  f"`--rebalance 0` gives the weighted model as trained)" if config.get("rebalance") else "")
     text = f"""# Model card: seglab's pretrained CamVid U-Net
 
 `seglab.load_pretrained()` · `seglab evaluate --pretrained` · `seglab predict --pretrained ...`

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
+from .losses import logit_offsets
 from .models import UNet
 
 FORMAT = "seglab-checkpoint"
@@ -79,16 +80,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def load_model(path: str | os.PathLike, num_classes: int | None = None, in_channels: int | None = None,
-               map_location: str | torch.device = "cpu") -> tuple[UNet, dict]:
+               map_location: str | torch.device = "cpu", rebalance: float | None = None) -> tuple[UNet, dict]:
     """Rebuild the model stored in a checkpoint and load its weights.
 
     ``num_classes`` / ``in_channels``: what the caller needs; a checkpoint trained for
     something else is refused with a message saying what it was trained for.
 
-    A run trained with ``rebalance`` stores per-class logit offsets
-    (:func:`seglab.losses.logit_offsets`); they are added to the last layer's bias here, so
-    the returned model predicts what the run's validation scores measured. (Resuming
-    training reads the raw weights instead.)
+    ``rebalance``: for a run trained with class weights, the share of the weighting taken
+    back at prediction time (:func:`seglab.losses.logit_offsets`, 0 to 1). ``None`` uses
+    the run's own ``rebalance`` setting, so the model predicts what its validation scores
+    measured. The offsets go into the last layer's bias; ``state["rebalance"]`` records
+    the strength used. (Resuming training reads the raw weights instead.)
     """
     state = load_checkpoint(path, map_location)
     config = state.get("model_config", {})
@@ -100,21 +102,30 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None, in_chann
     try:
         model = UNet.from_config(config)
         model.load_state_dict(state["model"])
-        if state.get("logit_offset") is not None:
-            with torch.no_grad():
-                model.head.bias += state["logit_offset"].to(model.head.bias)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:200]
         raise CheckpointError(f"checkpoint {path} does not fit the architecture it describes "
                               f"({first}). It was written by another version or edited; retrain.") from None
+    strength = state.get("train_config", {}).get("rebalance", 0.0) if rebalance is None else rebalance
+    if strength:
+        weights = state.get("class_weights")
+        if weights is None:
+            raise CheckpointError(f"checkpoint {path} was trained without class weights, so there is no "
+                                  f"weighting to take back: leave out --rebalance for it.")
+        if not 0.0 <= strength <= 1.0:
+            raise CheckpointError(f"--rebalance must be between 0 and 1 (got {strength})")
+        with torch.no_grad():
+            model.head.bias += logit_offsets(weights, strength).to(model.head.bias)
+    state["rebalance"] = float(strength)
     return model, state
 
 
-def load_pretrained(map_location: str | torch.device = "cpu") -> tuple[UNet, dict]:
+def load_pretrained(map_location: str | torch.device = "cpu", rebalance: float | None = None) -> tuple[UNet, dict]:
     """The course's pretrained CamVid U-Net, shipped inside the package (no download).
-    Returns ``(model, checkpoint)``; see ``seglab/pretrained/MODEL_CARD.md``."""
+    Returns ``(model, checkpoint)``; see ``seglab/pretrained/MODEL_CARD.md``.
+    ``rebalance``: as in :func:`load_model` (``None``: the card's setting)."""
     if not PRETRAINED_FILE.exists():
         raise CheckpointError(f"the pretrained model {PRETRAINED_FILE} is missing from this install. "
                               f"Reinstall seglab, or train one with `seglab train`.")
-    model, state = load_model(PRETRAINED_FILE, map_location=map_location)
+    model, state = load_model(PRETRAINED_FILE, map_location=map_location, rebalance=rebalance)
     return model.eval(), state

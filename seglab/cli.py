@@ -106,6 +106,8 @@ def _on_off(text: str) -> bool:
 
 
 FLIP_HELP = "flip test-time augmentation: also predict the mirrored image and average (2x compute)"
+REBALANCE_HELP = ("for a model trained with class weights: the share of the weighting (0 to 1) taken back by "
+                  "per-class logit offsets; default: the run's own setting (0: the weighted model as trained)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
     p.add_argument("--fast", type=_on_off, default=True, help="per-device speed settings on/off")
     p.add_argument("--flip", action="store_true", help=FLIP_HELP)
+    p.add_argument("--rebalance", type=_non_negative_float, help=REBALANCE_HELP)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
     p = sub.add_parser("predict", help="write label PNGs for images",
@@ -198,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color", action="store_true", help="also write colourised PNGs (<name>_color.png)")
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
     p.add_argument("--flip", action="store_true", help=FLIP_HELP)
+    p.add_argument("--rebalance", type=_non_negative_float, help=REBALANCE_HELP)
 
     sub.add_parser("info", help="print the device, CPU class and the settings seglab would use")
     return parser
@@ -275,13 +279,15 @@ def _resolve_checkpoint(args) -> str:
 def _cmd_evaluate(args) -> int:
     from .engine import evaluate_checkpoint
     result = evaluate_checkpoint(_resolve_checkpoint(args), args.split, args.root, args.batch_size,
-                                 args.device, args.fast, flip=args.flip)
+                                 args.device, args.fast, flip=args.flip, rebalance=args.rebalance)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     h, w = result["resolution"]
+    extras = ((", with flip test-time augmentation" if args.flip else "")
+              + (f", rebalance {result['rebalance']:g}" if result["rebalance"] else ""))
     print(f"{result['checkpoint']} on {result['split']} ({result['images']} images at {h}x{w}, "
-          f"{result['device']}, {result['seconds']:.1f} s{', with flip test-time augmentation' if args.flip else ''})")
+          f"{result['device']}, {result['seconds']:.1f} s{extras})")
     for name, value in result["iou"].items():
         print(f"  IoU {name:<12} {'  n/a' if value is None else f'{value:.3f}'}")
     print(f"mean IoU        {result['miou']:.4f}")
@@ -293,7 +299,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_predict(args) -> int:
     from .predict import predict_files
     written, skipped = predict_files(_resolve_checkpoint(args), args.input, args.output, args.color,
-                                     args.device, flip=args.flip)
+                                     args.device, flip=args.flip, rebalance=args.rebalance)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"wrote {len(written)} label PNG(s) to {args.output}; skipped {len(skipped)}")

@@ -297,7 +297,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
 
     ``offsets``: per-class constants added to the logits (see
     :func:`seglab.losses.logit_offsets`); a model from :func:`seglab.load_model` already
-    carries its checkpoint's offsets in its last layer's bias."""
+    carries its run's offsets in its last layer's bias."""
     device = next(model.parameters()).device
     settings = settings or SpeedSettings()
     x = _as_plain(images).to(device, non_blocking=True)
@@ -355,15 +355,17 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
 def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root: str | None = None,
                         batch_size: int = 8, device: str | None = None, fast: bool = True,
                         subset: int | None = None, settings: SpeedSettings | None = None,
-                        flip: bool = False) -> dict:
+                        flip: bool = False, rebalance: float | None = None) -> dict:
     """Score a saved model on a split at the data's native resolution (CamVid: 360x480),
     the way published CamVid numbers are computed. ``settings`` overrides the per-device
     choice (``fast``), for example to compare precisions on one machine. ``flip``: flip
-    test-time augmentation (twice the compute; the result records it)."""
+    test-time augmentation (twice the compute; the result records it). ``rebalance``: the
+    share of the class weighting taken back (see :func:`seglab.load_model`; ``None``: the
+    run's own setting)."""
     from .checkpoint import load_model
     state = load_checkpoint(checkpoint)
     spec = get_spec(state.get("dataset", "camvid"))
-    model, state = load_model(checkpoint, num_classes=spec.num_classes)
+    model, state = load_model(checkpoint, num_classes=spec.num_classes, rebalance=rebalance)
     dev = get_device(device)
     settings = settings or choose_settings(dev, fast, training=False)
     model = prepare_model(model.to(dev), settings)
@@ -372,7 +374,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
     start = time.perf_counter()
     result = evaluate(model, data, spec.num_classes, spec.ignore_index, work, batch_size, settings,
                       spec.class_names, flip=flip)
-    result.update(flip=flip, split=split, images=len(data), seconds=time.perf_counter() - start,
+    result.update(flip=flip, rebalance=state["rebalance"], split=split, images=len(data), seconds=time.perf_counter() - start,
                   resolution=list(data.size), work_size=list(work), device=describe(dev),
                   checkpoint=str(checkpoint))
     return result
@@ -577,8 +579,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                  "history": history, "best_miou": best, "rng_torch": torch.get_rng_state(),
                  "partial_epoch": list(partial),
                  "code_version": code_version()}
-        if offsets is not None:  # load_model adds them to the last layer's bias
-            state["logit_offset"] = offsets.detach().cpu()
+        if weights is not None:  # load_model turns them into logit offsets (rebalance)
+            state["class_weights"] = weights.detach().cpu()
         if device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(device)
         return state

@@ -30,12 +30,13 @@ def image_to_input(image: Image.Image, spec) -> torch.Tensor:
 
 
 def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, output: str | os.PathLike,
-                  color: bool = False, device: str | None = None,
-                  flip: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
+                  color: bool = False, device: str | None = None, flip: bool = False,
+                  rebalance: float | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Predict every image in ``inputs`` (a file or a folder) and write one 8-bit label PNG
     per image into ``output``, at the image's own size. Returns (written, skipped) where
     skipped lists (path, reason) for files that are not readable images. ``flip``: flip
-    test-time augmentation (see :func:`seglab.predict_logits`)."""
+    test-time augmentation (see :func:`seglab.predict_logits`); ``rebalance``: see
+    :func:`seglab.load_model`."""
     from .viz import colorize
 
     inputs, output = Path(inputs), Path(output)
@@ -49,7 +50,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     if clash:  # writing there would replace the user's images with label maps
         raise SeglabError(f"--output {output} would overwrite the input {clash[0]} with its label PNG; "
                           f"choose an output folder that holds no input images")
-    model, state = load_model(checkpoint)
+    model, state = load_model(checkpoint, rebalance=rebalance)
     spec = get_spec(state.get("dataset", "camvid"))
     work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
     dev = get_device(device)

@@ -51,6 +51,27 @@ def test_train_evaluate_predict_from_the_shell(synthetic_camvid, tmp_path):
     assert Image.open(tmp_path / "pred_flip" / source.name).size == label.size
 
 
+def test_a_weighted_run_is_scored_and_predicted_at_the_rebalance_asked_for(synthetic_camvid, tmp_path):
+    out = tmp_path / "run"
+    trained = seglab("train", "--recipe", "quick", "--root", str(synthetic_camvid), "--size", "60x80",
+                     "--crop", "56x80", "--epochs", "1", "--max-steps", "4", "--width", "4", "--depth", "2",
+                     "--class-weights", "sqrt", "--rebalance", "0.75", "--out", str(out), "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    scores = {}
+    for extra in ([], ["--rebalance", "0"]):
+        scored = seglab("evaluate", "--checkpoint", str(out / "last.pt"), "--root", str(synthetic_camvid),
+                        "--json", *extra)
+        assert scored.returncode == 0, scored.stderr
+        result = json.loads(scored.stdout)
+        scores[result["rebalance"]] = result["confusion"]
+    assert set(scores) == {0.75, 0.0}
+    text = seglab("evaluate", "--checkpoint", str(out / "last.pt"), "--root", str(synthetic_camvid))
+    assert "rebalance 0.75" in text.stdout
+    predicted = seglab("predict", "--checkpoint", str(out / "last.pt"), "--input", str(synthetic_camvid / "test"),
+                       "--output", str(tmp_path / "pred"), "--rebalance", "0")
+    assert predicted.returncode == 0, predicted.stderr
+
+
 def test_info_names_the_cpu_class():
     info = seglab("info")
     assert info.returncode == 0 and "capability" in info.stdout

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from seglab.checkpoint import load_model
-from seglab.errors import SeglabError
+from seglab.errors import CheckpointError, SeglabError
+from seglab.losses import logit_offsets
 from seglab.engine import (TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_steps,
                            predict_logits, suggest_lr)
 from seglab.models import UNet
@@ -143,16 +144,40 @@ def test_flip_prediction_averages_the_image_and_its_mirror():
     assert not torch.allclose(plain, flipped, atol=1e-5)  # the model is not mirror-symmetric
 
 
-def test_a_rebalanced_run_saves_offsets_that_load_model_applies(synthetic_camvid, tmp_path):
+def test_a_rebalanced_run_saves_its_class_weights_and_load_model_applies_the_offsets(synthetic_camvid, tmp_path):
     run = fit(tiny(synthetic_camvid, tmp_path / "run", class_weights="sqrt", rebalance=0.75))
     assert run.offsets is not None and run.offsets.abs().sum() > 0
     loaded, state = load_model(tmp_path / "run" / "last.pt")
-    assert torch.equal(state["logit_offset"], run.offsets)
+    assert state["rebalance"] == 0.75
+    assert torch.allclose(logit_offsets(state["class_weights"], 0.75), run.offsets)
     x = torch.randn(2, 3, 60, 80)
     with torch.no_grad():
         expected = predict_logits(run.model.eval(), x, offsets=run.offsets)
         assert torch.allclose(predict_logits(loaded.eval(), x), expected, atol=1e-5)
         assert not torch.allclose(predict_logits(run.model, x), expected, atol=1e-3)  # raw weights differ
+
+
+def test_rebalance_can_be_changed_when_loading_a_weighted_run(synthetic_camvid, tmp_path):
+    run = fit(tiny(synthetic_camvid, tmp_path / "run", class_weights="median", rebalance=0.75))
+    raw, state = load_model(tmp_path / "run" / "last.pt", rebalance=0.0)
+    full, _ = load_model(tmp_path / "run" / "last.pt", rebalance=1.0)
+    assert state["rebalance"] == 0.0
+    x = torch.randn(1, 3, 60, 80)
+    with torch.no_grad():
+        assert torch.allclose(predict_logits(raw.eval(), x), predict_logits(run.model.eval(), x), atol=1e-5)
+        shift = predict_logits(full.eval(), x) - predict_logits(raw, x)
+    assert torch.allclose(shift[0, :, 0, 0], -state["class_weights"].log(), atol=1e-4)
+    scored = evaluate_checkpoint(tmp_path / "run" / "last.pt", "val", str(synthetic_camvid), rebalance=0.0)
+    assert scored["rebalance"] == 0.0
+
+
+def test_rebalancing_a_run_trained_without_class_weights_is_refused_naming_it(synthetic_camvid, tmp_path):
+    fit(tiny(synthetic_camvid, tmp_path / "run", epochs=1))
+    with pytest.raises(CheckpointError, match="without class weights") as info:
+        load_model(tmp_path / "run" / "last.pt", rebalance=0.5)
+    assert str(tmp_path / "run" / "last.pt") in str(info.value)
+    _, state = load_model(tmp_path / "run" / "last.pt")
+    assert state["rebalance"] == 0.0 and "class_weights" not in state
 
 
 def test_the_validation_scores_of_a_rebalanced_run_are_those_of_its_saved_model(synthetic_camvid, tmp_path):

@@ -169,6 +169,12 @@ def test_evaluate_on_a_missing_data_root_or_split_is_one_line(tiny_checkpoint, s
     _assert_one_line_error(code, err, "'tset'", "train, val, test")
 
 
+def test_evaluate_with_rebalance_on_an_unweighted_run_is_one_line(tiny_checkpoint, synthetic_camvid, capsys):
+    code, _, err = _run(["evaluate", "--checkpoint", str(tiny_checkpoint), "--root", str(synthetic_camvid),
+                         "--rebalance", "0.5"], capsys)
+    _assert_one_line_error(code, err, str(tiny_checkpoint), "without class weights", "--rebalance")
+
+
 @pytest.mark.parametrize("argv, expected", [
     ([], ["required"]),
     (["trian"], ["invalid choice", "'trian'"]),
