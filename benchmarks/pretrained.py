@@ -109,7 +109,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="last.pt of the pretrained run")
     parser.add_argument("--root", help="CamVid folder (default $SEGLAB_DATA or data/camvid)")
-    parser.add_argument("--rebalance", type=float, help="export with logit offsets of this strength (0 to 1)")
+    parser.add_argument("--rebalance", type=float,
+                        help="set the exported run's rebalance: the share (0 to 1) of its class weighting taken "
+                             "back at prediction time")
     args = parser.parse_args(argv)
     source = load_checkpoint(args.checkpoint)
     run_dir = args.checkpoint.parent

@@ -227,8 +227,9 @@ def _cmd_train(args) -> int:
     options = {"dataset": args.dataset, "root": args.root, "epochs": args.epochs, "max_steps": args.max_steps,
                "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
                "weight_decay": args.weight_decay, "schedule": args.schedule, "loss": args.loss,
-               "class_weights": args.class_weights, "rebalance": args.rebalance, "size": args.size, "crop": args.crop, "width": args.width,
-               "depth": args.depth, "skip": args.skip, "batchnorm": args.batchnorm, "bilinear": args.bilinear,
+               "class_weights": args.class_weights, "rebalance": args.rebalance, "size": args.size,
+               "crop": args.crop, "width": args.width, "depth": args.depth, "skip": args.skip,
+               "batchnorm": args.batchnorm, "bilinear": args.bilinear,
                "stem_stride": args.stem_stride, "augment": args.augment, "subset": args.subset,
                "val_subset": args.val_subset, "seed": args.seed, "device": args.device, "fast": args.fast,
                "compile": args.compile, "workers": args.workers}

@@ -374,9 +374,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
     start = time.perf_counter()
     result = evaluate(model, data, spec.num_classes, spec.ignore_index, work, batch_size, settings,
                       spec.class_names, flip=flip)
-    result.update(flip=flip, rebalance=state["rebalance"], split=split, images=len(data), seconds=time.perf_counter() - start,
-                  resolution=list(data.size), work_size=list(work), device=describe(dev),
-                  checkpoint=str(checkpoint))
+    result.update(flip=flip, rebalance=state["rebalance"], split=split, images=len(data),
+                  seconds=time.perf_counter() - start, resolution=list(data.size), work_size=list(work),
+                  device=describe(dev), checkpoint=str(checkpoint))
     return result
 
 
