@@ -6,7 +6,6 @@ The end-to-end case runs the runner as a learner would (``python benchmarks/less
 --quick``, which starts ``python -m seglab train`` and ``evaluate``), on the synthetic
 CamVid; the re-run case calls it in this process to save the interpreter start-ups.
 """
-import importlib.util
 import json
 import re
 import shlex
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import seglab
+from benchmark_import import load_benchmark
 from seglab.cli import build_parser
 from seglab.datasets import CAMVID
 from seglab.engine import TrainConfig, code_version
@@ -26,14 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "benchmarks" / "lessons.py"
 
 
-def _load_runner():
-    spec = importlib.util.spec_from_file_location("lessons_runner", RUNNER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lessons = _load_runner()
+lessons = load_benchmark(RUNNER)
 
 
 @pytest.fixture(scope="module")
