@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seglab.data import IMAGE_SUFFIXES, cache_dir, check_root, resolve_root  # noqa: E402
+from seglab.data import cache_dir, check_root, list_pairs, resolve_root  # noqa: E402
 from seglab.datasets import CAMVID  # noqa: E402
 from seglab.engine import TrainConfig, code_version, evaluate_checkpoint, fit, parse_duration  # noqa: E402
 from seglab.errors import SeglabError  # noqa: E402
@@ -64,7 +64,7 @@ def build_heldout_root(source: str | os.PathLike, drive: str, dest: str | os.Pat
     source, dest = Path(source), Path(dest)
     check_root(CAMVID, source)
     images, labels = (source / d for d in CAMVID.layout["train"])
-    names = sorted(p.name for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    names = [image.name for image, _ in list_pairs(CAMVID, source, "train")]  # every image has its label
     drives = sorted({drive_of(n) for n in names})
     held = [n for n in names if drive_of(n) == drive]
     kept = [n for n in names if drive_of(n) != drive]
