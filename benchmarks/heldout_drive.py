@@ -10,7 +10,9 @@ whose train split is the training images of the other drives and whose val split
 the held-out drive's training images; trains the ``budget15`` recipe (with the changes
 given by ``--set``) for the budget; and scores that val split. The test split is never
 scored. Prints val mIoU, pixel accuracy, per-class IoU and the CPU class, and appends one
-JSON line to ``--results``.
+JSON line to ``--results``. A recipe that trains on train + val (``--set
+"train_splits=('train','val')"``) gets the real val frames in the layout's train split; its
+val split stays the held-out drive.
 
 Hold out a drive that differs from training the way your real data will. A warning from
 our own use (seglab/recipes.py, budget15): holding out 0001TP asks how the model copes with
@@ -55,12 +57,14 @@ def _link(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def build_heldout_root(source: str | os.PathLike, drive: str, dest: str | os.PathLike) -> dict[str, int]:
+def build_heldout_root(source: str | os.PathLike, drive: str, dest: str | os.PathLike,
+                       with_val: bool = False) -> dict[str, int]:
     """Write into ``dest`` a CamVid layout whose train split is ``source``'s train images of
     every drive but ``drive`` and whose val split is that drive's train images; test is
-    linked as it is (the layout needs it; this benchmark never scores it). Returns the
-    number of images per split. Raises ``SeglabError`` naming the drives if ``drive`` has
-    no training images."""
+    linked as it is (the layout needs it; this benchmark never scores it). ``with_val``:
+    the train split also gets ``source``'s val images (for a recipe that trains on train +
+    val). Returns the number of images per split. Raises ``SeglabError`` naming the drives
+    if ``drive`` has no training images."""
     source, dest = Path(source), Path(dest)
     check_root(CAMVID, source)
     images, labels = (source / d for d in CAMVID.layout["train"])
@@ -71,19 +75,26 @@ def build_heldout_root(source: str | os.PathLike, drive: str, dest: str | os.Pat
     if not held or not kept:
         raise SeglabError(f"--drive {drive!r}: the train split of {source} has drives {', '.join(drives)}; "
                           f"hold out one of them (at least two are needed)")
+    extra = [(image.name, image, label) for image, label in list_pairs(CAMVID, source, "val")] if with_val else []
+    if drive in {drive_of(name) for name, _, _ in extra}:
+        raise SeglabError(f"--drive {drive!r} is also in the val split of {source}: with a recipe that trains on "
+                          f"val, hold out a drive that val does not have")
     if dest.exists():  # links (or copies) from an earlier run: start afresh
         shutil.rmtree(dest)
-    plan = {"train": kept, "val": held}
+    plan = {"train": [(n, images / n, labels / n) for n in kept] + extra,
+            "val": [(n, images / n, labels / n) for n in held]}
     for split, chosen in plan.items():
-        for sub, folder in zip(CAMVID.layout[split], (images, labels)):
-            (dest / sub).mkdir(parents=True, exist_ok=True)
-            for name in chosen:
-                _link(folder / name, dest / sub / name)
+        image_dir, label_dir = (dest / sub for sub in CAMVID.layout[split])
+        image_dir.mkdir(parents=True, exist_ok=True)
+        label_dir.mkdir(parents=True, exist_ok=True)
+        for name, image, label in chosen:
+            _link(image, image_dir / name)
+            _link(label, label_dir / label.name)
     for sub in CAMVID.layout["test"]:
         (dest / sub).mkdir(parents=True, exist_ok=True)
         for path in (source / sub).iterdir():
             _link(path, dest / sub / path.name)
-    return {"train": len(kept), "val": len(held), "test": len(list((dest / CAMVID.layout["test"][0]).iterdir()))}
+    return {"train": len(plan["train"]), "val": len(held), "test": len(list((dest / CAMVID.layout["test"][0]).iterdir()))}
 
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -118,10 +129,14 @@ def main(argv=None) -> None:
         settings = parse_settings(args.set)
         source = resolve_root(CAMVID, args.root)
         # a fixed folder (not a temporary one), so the decoded-data cache is reused run to run
-        held_root = cache_dir() / "heldout" / f"camvid-{args.drive}"
-        counts = build_heldout_root(source, args.drive, held_root)
         values = get_recipe("budget15")
         values.update(settings)
+        # A recipe that trains on val gets the real val images in the layout's train split: the
+        # layout's own val split is the held-out drive, scored in full and never trained on.
+        with_val = "val" in values.get("train_splits", ("train",))
+        values.update(train_splits=("train",), val_subset=None)
+        held_root = cache_dir() / "heldout" / f"camvid-{args.drive}{'-with-val' if with_val else ''}"
+        counts = build_heldout_root(source, args.drive, held_root, with_val)
         values.update(budget=parse_duration(args.budget), root=str(held_root), out_dir=args.out, device=args.device)
         config = TrainConfig.from_dict(values)
         device = get_device(args.device)
@@ -134,7 +149,8 @@ def main(argv=None) -> None:
     except SeglabError as error:
         sys.exit(f"error: {error}")
     row = {
-        "drive": args.drive, "set": args.set, "budget_s": config.budget, "train_wall_s": round(train_seconds, 1),
+        "drive": args.drive, "set": args.set, "train_images": counts["train"], "with_val": with_val,
+        "budget_s": config.budget, "train_wall_s": round(train_seconds, 1),
         "epochs": len(run.history), "val_miou": round(result["miou"], 4),
         "val_pixel_accuracy": round(result["pixel_accuracy"], 4),
         "iou": {k: (round(v, 4) if v is not None else None) for k, v in result["iou"].items()},

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batchnorm", type=_on_off, help="BatchNorm on/off")
     p.add_argument("--bilinear", type=_on_off, help="bilinear upsampling (on) or transposed convolutions (off)")
     p.add_argument("--stem-stride", type=int, choices=(1, 2), help="2: run the U-Net at half resolution")
+    p.add_argument("--low-res", type=_non_negative_float,
+                   help="share (0 to 1) of the steps trained first at half resolution (progressive resizing: "
+                        "cheaper early steps, so more of them fit in a budget)")
     p.add_argument("--augment", type=_on_off, help="training augmentation on/off")
     p.add_argument("--subset", type=_positive_int, help="train on this many images only")
     p.add_argument("--val-subset", type=_positive_int, help="validate on this many images only")
@@ -230,7 +233,7 @@ def _cmd_train(args) -> int:
                "class_weights": args.class_weights, "rebalance": args.rebalance, "size": args.size,
                "crop": args.crop, "width": args.width, "depth": args.depth, "skip": args.skip,
                "batchnorm": args.batchnorm, "bilinear": args.bilinear,
-               "stem_stride": args.stem_stride, "augment": args.augment, "subset": args.subset,
+               "stem_stride": args.stem_stride, "low_res": args.low_res, "augment": args.augment, "subset": args.subset,
                "val_subset": args.val_subset, "seed": args.seed, "device": args.device, "fast": args.fast,
                "compile": args.compile, "workers": args.workers}
     values.update({k: v for k, v in options.items() if v is not None})

@@ -56,6 +56,8 @@ class TrainConfig:
     rotate: float = 0.0
     elastic: float = 0.0
     color_jitter: float = 0.2
+    low_res: float = 0.0                     # share of the steps trained first at half resolution
+                                             # (progressive resizing; 0 = off)
     # model
     width: int = 16
     depth: int = 4
@@ -116,6 +118,7 @@ class TrainConfig:
             (self.class_weights in CLASS_WEIGHTS,
              f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)} (got {self.class_weights!r})"),
             (0.0 <= self.rebalance <= 1.0, f"--rebalance must be between 0 and 1 (got {self.rebalance})"),
+            (0.0 <= self.low_res < 1.0, f"--low-res must be at least 0 and below 1 (got {self.low_res})"),
             (self.rebalance == 0 or self.class_weights != "none",
              "--rebalance takes back part of the class weighting: give it with --class-weights"),
             (all(s > 0 for s in self.size), f"--size must be positive (got {self.size})"),
@@ -129,6 +132,9 @@ class TrainConfig:
              f"--depth {self.depth} halves the image {self.depth} times, too often for --size "
              f"{self.size[0]}x{self.size[1]}" + (f" / --crop {self.crop[0]}x{self.crop[1]}" if self.crop else "")
              + ": use a smaller --depth or a larger --size"),
+            (self.low_res == 0 or min(*(self.crop or self.size)) >= 2 * self.stem_stride * 2 ** self.depth,
+             f"--low-res trains at half of {'x'.join(map(str, self.crop or self.size))}, too small for --depth "
+             f"{self.depth}: use a smaller --depth or --low-res 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -557,6 +563,10 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
         total_steps += more_epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
     calibrating = config.budget is not None and resume_state is None
+    # Steps before ``low_end`` run at half resolution (config.low_res). A budget plan moves it
+    # with the total, but never back into the full-resolution phase once that has begun, and
+    # a resumed run (--more-epochs included) keeps the one it saved.
+    low_end = int(resume_state.get("low_end", 0)) if resume_state is not None else int(config.low_res * total_steps)
 
     out_dir = Path(config.out_dir) if (config.out_dir and rank == 0) else None
     if out_dir is not None:
@@ -576,7 +586,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                  "optimizer": optimizer.state_dict(), "train_config": config.as_dict(),
                  "dataset": spec.name, "class_names": list(spec.class_names),
                  "epoch": epoch, "batches_done": batches_done, "step": step, "total_steps": total_steps,
-                 "history": history, "best_miou": best, "rng_torch": torch.get_rng_state(),
+                 "low_end": low_end, "history": history, "best_miou": best, "rng_torch": torch.get_rng_state(),
                  "partial_epoch": list(partial),
                  "code_version": code_version()}
         if weights is not None:  # load_model turns them into logit offsets (rebalance)
@@ -594,6 +604,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
     step_times: list[float] = []   # wall seconds from one step's end to the next (data loading included)
     replan_step = None             # after the first plan: the next step at which it is checked again
     plan_mark = None               # (step, wall clock) of the last plan: the pace since then is measured
+    half = None                    # with low_res: the cost of a half-resolution step (_HalfResolutionCost)
     last_end = time.perf_counter()
     with _Interrupt() as stop:
         epoch = start_epoch
@@ -616,6 +627,9 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                     group["lr"] = config.lr * factor
                 x = _as_plain(images).to(device, non_blocking=True)
                 y = _as_plain(masks).to(device, non_blocking=True)
+                full_batch = (x, y)
+                if step < low_end:
+                    x, y = half_resolution(x, y)
                 if settings.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 run_model.train()
@@ -652,8 +666,14 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                 # (the triggers depend on step counts only under torchrun, so all processes agree)
                 if calibrating and (len(step_times) >= 12 or (world == 1 and len(step_times) >= 3 and
                                                               sum(step_times) > 0.05 * config.budget)):
+                    if config.low_res > 0:
+                        half = _HalfResolutionCost(model, *full_batch, loss_fn, settings, device)
+                        half.low_share = float(step - 1 < low_end)
                     total_steps, epochs = _size_to_budget(config, run_model, val_set, spec, settings, device,
-                                                          wall_start, step_times[1:], steps_per_epoch, step, world)
+                                                          wall_start, step_times[1:], steps_per_epoch, step, world,
+                                                          half=half, low_res=config.low_res if step < low_end else 0)
+                    if step < low_end:
+                        low_end = max(step, int(config.low_res * total_steps))
                     calibrating = False
                     replan_step = max(step + 24, int(0.3 * total_steps))
                     plan_mark = (step, time.perf_counter())
@@ -665,9 +685,14 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                     # pace since the last plan (loading, validation, epoch starts, a busier
                     # machine: everything) re-sizes what is left
                     pace = (time.perf_counter() - plan_mark[1]) / max(1, step - plan_mark[0])
+                    if half is not None:
+                        half.low_share = max(0, min(step, low_end) - plan_mark[0]) / max(1, step - plan_mark[0])
                     total_steps, epochs = _size_to_budget(config, run_model, val_set, spec, settings, device,
                                                           wall_start, step_times[-50:], steps_per_epoch, step,
-                                                          world, pace=pace)
+                                                          world, pace=pace, half=half,
+                                                          low_res=config.low_res if step < low_end else 0)
+                    if step < low_end:
+                        low_end = max(step, int(config.low_res * total_steps))
                     plan_mark = (step, time.perf_counter())
                     later = [int(f * total_steps) for f in (0.6, 0.85)]
                     replan_step = next((at for at in later if at > step + 24), None)
@@ -687,6 +712,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
             _all_reduce_sum(stats, world)
             record = {"epoch": epoch, "step": step, "train_loss": float(stats[0] / max(stats[1], 1)),
                       "lr": optimizer.param_groups[0]["lr"]}
+            if config.low_res > 0:  # the epoch ended in the half-resolution phase (validation is always full)
+                record["half_resolution"] = step <= low_end
             if epoch % config.val_every == 0 or step >= total_steps:
                 val_sampler = list(range(rank, len(val_set), world))
                 val_loader = DataLoader(torch.utils.data.Subset(val_set, val_sampler), batch_size=per_rank_batch,
@@ -737,6 +764,14 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                seconds=time.perf_counter() - wall_start, offsets=offsets)
 
 
+def half_resolution(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch at half its height and width: images averaged (antialiased bilinear), labels
+    sampled at the nearest pixel (a label is a category: it cannot be averaged)."""
+    small = F.interpolate(images, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
+    labels = F.interpolate(masks[:, None].float(), size=small.shape[-2:], mode="nearest-exact")
+    return small, labels[:, 0].to(masks.dtype)
+
+
 def _workers(config: TrainConfig) -> int:
     if config.workers is not None:
         return config.workers
@@ -745,43 +780,58 @@ def _workers(config: TrainConfig) -> int:
 
 
 def plan_steps(budget: float, elapsed: float, step_time: float, val_time: float, steps_per_epoch: int,
-               steps_done: int, val_every: int = 1, margin: float = 0.04, final_val: float | None = None) -> int:
+               steps_done: int, val_every: int = 1, margin: float = 0.04, final_val: float | None = None,
+               low_res: float = 0.0, low_step_time: float | None = None) -> int:
     """How many optimisation steps in total fit in ``budget`` seconds, given what is already
     spent (``elapsed``, ``steps_done``) and the measured seconds per training step and per
     validation pass (run every ``val_every`` epochs, and once at the very end). Keeps
     ``margin`` of the budget (4 %) for checkpoints and the unexpected; the last epoch may be
     partial, so no time is lost to rounding down to whole epochs. ``final_val``: the cost of
     the final validation pass when it differs from ``val_time`` (a ``step_time`` that already
-    includes the per-epoch validations comes with ``val_time=0``)."""
-    per_step = step_time + val_time / (steps_per_epoch * val_every)
+    includes the per-epoch validations comes with ``val_time=0``). ``low_res``: the share of
+    all steps run at half resolution first, each costing ``low_step_time`` (the plan moves
+    where that phase ends, so the two kinds of step are counted together)."""
+    per_val = val_time / (steps_per_epoch * val_every)
+    full = step_time + per_val
+    low = (step_time if low_step_time is None else low_step_time) + per_val
     # validation is owed for the steps done since the last one (``elapsed`` holds the earlier
     # ones), plus one final pass
     owed = steps_done % (steps_per_epoch * val_every)
     final = val_time if final_val is None else final_val
-    remaining = budget * (1 - margin) - elapsed - final - owed * (per_step - step_time)
-    return max(steps_done + 1, steps_done + int(remaining // per_step))
+    remaining = budget * (1 - margin) - elapsed - final - owed * per_val
+
+    def cost(total: int) -> float:  # seconds from here to step ``total``
+        low_steps = max(0, int(low_res * total) - steps_done)
+        return low_steps * low + (total - steps_done - low_steps) * full
+
+    # cost grows with every step added, so bisect for the largest total that fits
+    fits, too_many = steps_done, steps_done + int(max(remaining, 0) // min(full, low)) + 2
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        fits, too_many = (middle, too_many) if cost(middle) <= remaining else (fits, middle)
+    return max(steps_done + 1, fits)
 
 
 def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, step_times, steps_per_epoch,
-                    step, world, pace: float | None = None) -> tuple[int, int]:
+                    step, world, pace: float | None = None, half: "_HalfResolutionCost | None" = None,
+                    low_res: float = 0.0) -> tuple[int, int]:
     """Measure the machine: wall seconds per training step (from the steps just run, data
     loading included) and per validation pass (timed on a few images), then size the run
     with :func:`plan_steps`. A re-plan passes ``pace``, the wall seconds per step since the
     last plan with validation and every other cost included, which is what the rest of the
-    run will cost. Under torchrun every process takes the smallest plan, so all stop at the
-    same step."""
+    run will cost. ``low_res``: the share of all steps planned at half resolution (0 once
+    that phase is over); ``half`` knows what such a step costs next to a full one. Under
+    torchrun every process takes the smallest plan, so all stop at the same step."""
     step_time = float(np.median(step_times)) * 1.02  # epoch starts and checkpoints between steps
     probe = torch.utils.data.Subset(val_set, list(range(min(len(val_set), 2 * config.batch_size))))
     t0 = time.perf_counter()
     evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings)
     val_time = (time.perf_counter() - t0) / max(1, len(probe)) * len(val_set) / world
-    if pace is None:
-        total = plan_steps(config.budget, time.perf_counter() - wall_start, step_time, val_time,
-                           steps_per_epoch, step, config.val_every)
-    else:
-        step_time = pace
-        total = plan_steps(config.budget, time.perf_counter() - wall_start, pace, 0.0, steps_per_epoch, step,
-                           config.val_every, final_val=val_time)
+    measured = pace if pace is not None else step_time
+    full_time, low_time = half.split(measured) if half is not None else (measured, None)
+    total = plan_steps(config.budget, time.perf_counter() - wall_start, full_time, 0.0 if pace else val_time,
+                       steps_per_epoch, step, config.val_every, final_val=val_time if pace else None,
+                       low_res=low_res, low_step_time=low_time)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     if world > 1:
@@ -789,10 +839,51 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
         agreed = torch.tensor([total], dtype=torch.long, device=device)
         dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
         total = int(agreed.item())
+    low = f" ({low_time * 1000:.0f} at half resolution)" if low_time is not None else ""
     print(f"budget {config.budget:.0f} s on {describe(device)}{' (checked again)' if pace else ''}: "
-          f"{step_time * 1000:.0f} ms/step{' (all costs)' if pace else ''}, validation {val_time:.1f} s -> {total} steps "
-          f"({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
+          f"{full_time * 1000:.0f} ms/step{low}{' (all costs)' if pace else ''}, validation {val_time:.1f} s -> "
+          f"{total} steps ({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
     return total, math.ceil(total / steps_per_epoch)
+
+
+class _HalfResolutionCost:
+    """What a full-resolution training step costs next to a half-resolution one, for
+    planning a budget with ``low_res`` (the steps timed so far may be of either kind).
+
+    Measured once: one forward and backward pass of the same batch at both resolutions
+    (batch-norm statistics and gradients are put back, so training is unchanged). The
+    difference is pure compute; loading and the optimizer cost the same in both phases."""
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn, settings, device):
+        saved = [b.detach().clone() for b in model.buffers()]
+        small = half_resolution(images, masks)
+        seconds = []
+        for x, y in [(images, masks), small, (images, masks), small]:   # the first two warm up
+            if settings.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            t0 = time.perf_counter()
+            with autocast(device, settings):
+                logits = model(x)
+            loss_fn(logits.float(), y).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - t0)
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buffer, value in zip(model.buffers(), saved):
+                buffer.copy_(value)
+        self.extra = max(0.0, seconds[2] - seconds[3])  # seconds a full step costs on top of a half one
+        self.ratio: float | None = None                 # full / half, once a step time is known
+        self.low_share = 1.0                            # share of the timed steps run at half resolution
+
+    def split(self, seconds: float) -> tuple[float, float]:
+        """(full, half) seconds per step, from ``seconds`` per step measured over steps of
+        which ``low_share`` ran at half resolution."""
+        if self.ratio is None:  # the first plan: the extra compute measured above
+            low = seconds if self.low_share >= 0.5 else max(seconds - self.extra, 1e-6)
+            self.ratio = (low + self.extra) / low
+        low = seconds / (self.low_share + self.ratio * (1 - self.low_share))
+        return low * self.ratio, low
 
 
 def _write_history(out_dir: Path, history: list[dict]) -> None:

@@ -200,3 +200,84 @@ def test_resuming_a_rebalanced_run_does_not_apply_its_offsets_twice(synthetic_ca
     for (name, x), y in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(x, y), name
     assert resumed.history[-1]["val_miou"] == whole.history[-1]["val_miou"]
+
+
+# --------------------------------------------------------------------------- progressive resizing (low_res)
+
+class _SizeRecorder(UNet):
+    """A U-Net that notes the height and width of every training batch it sees."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.train_sizes = []
+
+    def forward(self, x):
+        if self.training:
+            self.train_sizes.append(tuple(x.shape[-2:]))
+        return super().forward(x)
+
+
+def test_half_resolution_averages_pixels_but_keeps_labels_whole():
+    from seglab.engine import half_resolution
+    images = torch.rand(2, 3, 56, 80)
+    masks = torch.randint(0, 12, (2, 56, 80))          # 11 = void stays void
+    small, labels = half_resolution(images, masks)
+    assert small.shape == (2, 3, 28, 40) and labels.shape == (2, 28, 40) and labels.dtype == masks.dtype
+    assert torch.equal(labels, masks[:, 1::2, 1::2])     # a label from the block, never an average of labels
+    assert torch.allclose(small.mean(), images.mean(), atol=0.02)
+
+
+def test_low_res_trains_its_share_of_the_steps_first_at_half_resolution(synthetic_camvid):
+    model = _SizeRecorder(3, 11, width=4, depth=2)
+    run = fit(tiny(synthetic_camvid, None, epochs=4, low_res=0.5), model=model)
+    steps = run.history[-1]["step"]
+    sizes = [s for s in model.train_sizes if s in ((28, 40), (56, 80))]
+    assert len(sizes) == len(model.train_sizes) == steps >= 4
+    half = int(0.5 * steps)
+    assert sizes == [(28, 40)] * half + [(56, 80)] * (steps - half)   # half resolution first, full after
+    marked = [h["half_resolution"] for h in run.history]
+    assert marked == sorted(marked, reverse=True) and marked[0] and not marked[-1]   # the history says which
+
+
+def test_a_budget_plan_counts_half_resolution_steps_at_their_own_cost():
+    # 100 s left, no validation; full steps cost 1 s, half-resolution ones 0.25 s; 60 % at half
+    total = plan_steps(100.0, 0.0, 1.0, 0.0, 10, 0, margin=0.0, final_val=0.0, low_res=0.6, low_step_time=0.25)
+    cost = lambda n: int(0.6 * n) * 0.25 + (n - int(0.6 * n)) * 1.0  # noqa: E731
+    assert cost(total) <= 100.0 < cost(total + 1)
+    assert total == 181                                  # 108 steps x 0.25 s + 73 x 1 s, against 100 full ones
+
+
+def test_a_budget_run_with_low_res_plans_with_both_step_costs_and_completes(synthetic_camvid, capsys):
+    # (whether it ends on time is measured by benchmarks/accuracy.py, not asserted here)
+    run = fit(tiny(synthetic_camvid, None, budget=30.0, epochs=1000, warmup_steps=0, low_res=0.5))
+    err = capsys.readouterr().err
+    assert "at half resolution" in err and "(checked again)" in err
+    assert run.history[-1]["lr"] < 0.05 * 1e-3            # the schedule ran to its planned end
+
+
+def test_low_res_too_small_for_the_depth_is_refused_in_one_line(synthetic_camvid):
+    with pytest.raises(SeglabError, match="--low-res trains at half of 56x80"):
+        fit(tiny(synthetic_camvid, None, depth=5, low_res=0.5))
+
+
+def test_a_low_res_run_resumed_after_ctrl_c_ends_with_the_same_weights(synthetic_camvid, tmp_path):
+    def stop_after_epoch_1(record):
+        if record["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C inside the half-resolution phase
+
+    whole = fit(tiny(synthetic_camvid, tmp_path / "whole", epochs=3, low_res=0.5))
+    first = fit(tiny(synthetic_camvid, tmp_path / "cut", epochs=3, low_res=0.5), callbacks=[stop_after_epoch_1])
+    assert first.interrupted and first.history[0]["half_resolution"]
+    resumed = fit(TrainConfig(resume=str(tmp_path / "cut" / "last.pt"), out_dir=str(tmp_path / "cut"), progress=False))
+    for (name, x), y in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+def test_more_epochs_after_a_low_res_run_stay_at_full_resolution(synthetic_camvid, tmp_path):
+    fit(tiny(synthetic_camvid, tmp_path / "a", epochs=2, low_res=0.5))
+    model = _SizeRecorder(3, 11, width=4, depth=2)
+    model.load_state_dict(torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"])
+    run = fit(TrainConfig(resume=str(tmp_path / "a" / "last.pt"), more_epochs=2, progress=False,
+                          out_dir=str(tmp_path / "a")), model=model)
+    assert model.train_sizes and set(model.train_sizes) == {(56, 80)}   # the longer plan did not restart it
+    assert [h["half_resolution"] for h in run.history][2:] == [False, False]

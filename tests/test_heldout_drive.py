@@ -54,6 +54,24 @@ def test_held_out_drive_is_in_val_and_never_in_train(two_drives, tmp_path):
     assert (held / "val" / name).read_bytes() == (two_drives / "train" / name).read_bytes()
 
 
+def test_a_recipe_that_trains_on_val_gets_the_val_frames_in_train_only(two_drives, tmp_path):
+    counts = heldout.build_heldout_root(two_drives, "AAA", tmp_path / "held", with_val=True)
+    held = tmp_path / "held"
+    val_names = _names(two_drives / "val")
+    assert counts == {"train": 8 + len(val_names), "val": 4, "test": 4}
+    assert _names(held / "train") == _names(held / "trainannot") == val_names | {f"BBB_{i:04d}.png" for i in range(4, 12)}
+    assert {heldout.drive_of(n) for n in _names(held / "val")} == {"AAA"}   # the held-out drive stays out
+
+
+def test_holding_out_a_drive_that_val_also_has_is_refused_when_training_on_val(two_drives, tmp_path):
+    drive = heldout.drive_of(sorted(_names(two_drives / "val"))[0])
+    shutil.copy(two_drives / "train" / "AAA_0000.png", two_drives / "train" / f"{drive}_9999.png")
+    shutil.copy(two_drives / "trainannot" / "AAA_0000.png", two_drives / "trainannot" / f"{drive}_9999.png")
+    with pytest.raises(SeglabError, match="also in the val split"):
+        heldout.build_heldout_root(two_drives, drive, tmp_path / "held", with_val=True)
+    assert not (tmp_path / "held").exists()
+
+
 def test_building_again_replaces_the_earlier_layout(two_drives, tmp_path):
     heldout.build_heldout_root(two_drives, "AAA", tmp_path / "held")
     counts = heldout.build_heldout_root(two_drives, "AAA", tmp_path / "held")

@@ -97,6 +97,7 @@ TRAIN_CASES = {
     "stem stride 3": (["--stem-stride", "3"], ["--stem-stride"]),
     "rebalance without class weights": (["--rebalance", "0.5"], ["--rebalance", "--class-weights"]),
     "rebalance above one": (["--rebalance", "2", "--class-weights", "sqrt"], ["--rebalance", "between 0 and 1"]),
+    "half-resolution share of one": (["--low-res", "1"], ["--low-res", "below 1"]),
 }
 
 
