@@ -52,8 +52,9 @@ RECIPES: dict[str, dict] = {
     # val_every=3: the run keeps its last model, so validation is only a progress report, and at
     # every epoch it took about 4 s of each 32 s epoch (an eighth of the budget). Validating every
     # third epoch (and after the last) leaves room for 31 epochs instead of 27; decided on that
-    # cost alone, before any score. benchmarks/accuracy.py, two runs: 31 epochs, val 0.561 / 0.898,
-    # test 0.4604 / 0.8392; 30 epochs, val 0.552 / 0.889, test 0.4455 / 0.8300.
+    # cost alone, before any score. benchmarks/accuracy.py, three runs: 31 epochs, val 0.561 / 0.898,
+    # test 0.4604 / 0.8392; 30 epochs, val 0.552 / 0.889, test 0.4455 / 0.8300; 29 epochs, val
+    # 0.549 / 0.894, test 0.4470 / 0.8342.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
