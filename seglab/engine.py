@@ -668,12 +668,9 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                                                               sum(step_times) > 0.05 * config.budget)):
                     if config.low_res > 0:
                         half = _HalfResolutionCost(model, *full_batch, loss_fn, settings, device)
-                        half.low_share = float(step - 1 < low_end)
-                    total_steps, epochs = _size_to_budget(config, run_model, val_set, spec, settings, device,
-                                                          wall_start, step_times[1:], steps_per_epoch, step, world,
-                                                          half=half, low_res=config.low_res if step < low_end else 0)
-                    if step < low_end:
-                        low_end = max(step, int(config.low_res * total_steps))
+                    total_steps, epochs, low_end = _size_to_budget(
+                        config, run_model, val_set, spec, settings, device, wall_start, step_times[1:],
+                        steps_per_epoch, step, world, half=half, low_end=low_end, since=step - 1)
                     calibrating = False
                     replan_step = max(step + 24, int(0.3 * total_steps))
                     plan_mark = (step, time.perf_counter())
@@ -685,14 +682,9 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                     # pace since the last plan (loading, validation, epoch starts, a busier
                     # machine: everything) re-sizes what is left
                     pace = (time.perf_counter() - plan_mark[1]) / max(1, step - plan_mark[0])
-                    if half is not None:
-                        half.low_share = max(0, min(step, low_end) - plan_mark[0]) / max(1, step - plan_mark[0])
-                    total_steps, epochs = _size_to_budget(config, run_model, val_set, spec, settings, device,
-                                                          wall_start, step_times[-50:], steps_per_epoch, step,
-                                                          world, pace=pace, half=half,
-                                                          low_res=config.low_res if step < low_end else 0)
-                    if step < low_end:
-                        low_end = max(step, int(config.low_res * total_steps))
+                    total_steps, epochs, low_end = _size_to_budget(
+                        config, run_model, val_set, spec, settings, device, wall_start, step_times[-50:],
+                        steps_per_epoch, step, world, pace=pace, half=half, low_end=low_end, since=plan_mark[0])
                     plan_mark = (step, time.perf_counter())
                     later = [int(f * total_steps) for f in (0.6, 0.85)]
                     replan_step = next((at for at in later if at > step + 24), None)
@@ -814,21 +806,25 @@ def plan_steps(budget: float, elapsed: float, step_time: float, val_time: float,
 
 def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, step_times, steps_per_epoch,
                     step, world, pace: float | None = None, half: "_HalfResolutionCost | None" = None,
-                    low_res: float = 0.0) -> tuple[int, int]:
+                    low_end: int = 0, since: int = 0) -> tuple[int, int, int]:
     """Measure the machine: wall seconds per training step (from the steps just run, data
     loading included) and per validation pass (timed on a few images), then size the run
     with :func:`plan_steps`. A re-plan passes ``pace``, the wall seconds per step since the
-    last plan with validation and every other cost included, which is what the rest of the
-    run will cost. ``low_res``: the share of all steps planned at half resolution (0 once
-    that phase is over); ``half`` knows what such a step costs next to a full one. Under
+    last plan (step ``since``) with validation and every other cost included, which is what
+    the rest of the run will cost. With ``config.low_res``, steps before ``low_end`` run at
+    half resolution and ``half`` knows what such a step costs next to a full one; while that
+    phase lasts, the plan moves its end to the same share of the new total (it never moves
+    back once full resolution has begun). Returns (total steps, epochs, low_end). Under
     torchrun every process takes the smallest plan, so all stop at the same step."""
+    low_share = max(0, min(step, low_end) - since) / max(1, step - since)  # of the timed steps
+    low_res = config.low_res if step < low_end else 0.0
     step_time = float(np.median(step_times)) * 1.02  # epoch starts and checkpoints between steps
     probe = torch.utils.data.Subset(val_set, list(range(min(len(val_set), 2 * config.batch_size))))
     t0 = time.perf_counter()
     evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings)
     val_time = (time.perf_counter() - t0) / max(1, len(probe)) * len(val_set) / world
     measured = pace if pace is not None else step_time
-    full_time, low_time = half.split(measured) if half is not None else (measured, None)
+    full_time, low_time = half.split(measured, low_share) if half is not None else (measured, None)
     total = plan_steps(config.budget, time.perf_counter() - wall_start, full_time, 0.0 if pace else val_time,
                        steps_per_epoch, step, config.val_every, final_val=val_time if pace else None,
                        low_res=low_res, low_step_time=low_time)
@@ -843,7 +839,9 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
     print(f"budget {config.budget:.0f} s on {describe(device)}{' (checked again)' if pace else ''}: "
           f"{full_time * 1000:.0f} ms/step{low}{' (all costs)' if pace else ''}, validation {val_time:.1f} s -> "
           f"{total} steps ({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
-    return total, math.ceil(total / steps_per_epoch)
+    if step < low_end:
+        low_end = max(step, int(config.low_res * total))
+    return total, math.ceil(total / steps_per_epoch), low_end
 
 
 class _HalfResolutionCost:
@@ -874,15 +872,14 @@ class _HalfResolutionCost:
                 buffer.copy_(value)
         self.extra = max(0.0, seconds[2] - seconds[3])  # seconds a full step costs on top of a half one
         self.ratio: float | None = None                 # full / half, once a step time is known
-        self.low_share = 1.0                            # share of the timed steps run at half resolution
 
-    def split(self, seconds: float) -> tuple[float, float]:
+    def split(self, seconds: float, low_share: float) -> tuple[float, float]:
         """(full, half) seconds per step, from ``seconds`` per step measured over steps of
-        which ``low_share`` ran at half resolution."""
+        which the share ``low_share`` ran at half resolution."""
         if self.ratio is None:  # the first plan: the extra compute measured above
-            low = seconds if self.low_share >= 0.5 else max(seconds - self.extra, 1e-6)
+            low = seconds if low_share >= 0.5 else max(seconds - self.extra, 1e-6)
             self.ratio = (low + self.extra) / low
-        low = seconds / (self.low_share + self.ratio * (1 - self.low_share))
+        low = seconds / (low_share + self.ratio * (1 - low_share))
         return low * self.ratio, low
 
 
