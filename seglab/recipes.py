@@ -52,15 +52,16 @@ RECIPES: dict[str, dict] = {
     # val_every=3: the run keeps its last model, so validation is only a progress report, and at
     # every epoch it took about 4 s of each 32 s epoch (an eighth of the budget). Validating every
     # third epoch (and after the last) leaves room for 31 epochs instead of 27; decided on that
-    # cost alone, before any score. benchmarks/accuracy.py, three runs: 31 epochs, val 0.561 / 0.898,
+    # cost alone, before any score. benchmarks/accuracy.py, four runs: 31 epochs, val 0.561 / 0.898,
     # test 0.4604 / 0.8392; 30 epochs, val 0.552 / 0.889, test 0.4455 / 0.8300; 29 epochs, val
-    # 0.549 / 0.894, test 0.4470 / 0.8342.
+    # 0.549 / 0.894, test 0.4470 / 0.8342; 29 epochs (a slower day: 682 ms per step), val 0.547,
+    # test 0.4424 / 0.8261.
     # batch_size stays 8 and optimizer "adam" (2026-11-27, one run each, the AVX2 EPYC). Daylight hold-out
     # (benchmarks/heldout_drive.py --drive 0006R0, this recipe): as it is 0.377 / 0.812 (39 epochs);
     # batch 4 (twice the updates for the same images/s: 307 vs 584 to 680 ms per step) 0.362 / 0.794;
     # AdamW (decoupled weight decay 1e-2) 0.380 / 0.819. AdamW's edge is smaller than the spread between
-    # runs, so it got one test run: 0.4481 / 0.8272 (28 epochs), inside the three adam runs' spread and
-    # below their mean. Neither taken; written down because a test score was seen.
+    # runs, so it got one test run: 0.4481 / 0.8272 (28 epochs, a slower day), inside the four Adam runs'
+    # spread (0.4424-0.4604 / 0.8261-0.8392). Neither taken; written down because a test score was seen.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
