@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, help="images per step (global, across processes)")
     p.add_argument("--lr", type=_positive_float, help="peak learning rate (default 1e-3)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser (default adam)")
-    p.add_argument("--weight-decay", type=_non_negative_float, help="weight decay (default 1e-4)")
+    p.add_argument("--weight-decay", type=_non_negative_float, help="weight decay (default 1e-4; adamw uses at least 0.01)")
     p.add_argument("--schedule", choices=("cosine", "constant"), help="learning-rate schedule after warm-up")
     p.add_argument("--loss", choices=LOSSES, help="loss (default ce: cross-entropy, void ignored)")
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="class weighting against imbalance")

@@ -160,7 +160,9 @@ LOSSES = ("ce", "dice", "ce+dice")
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):
-    """'sgd', 'sgd-momentum', 'adam' or 'adamw'."""
+    """'sgd', 'sgd-momentum', 'adam' or 'adamw'. Adam adds ``weight_decay`` to the gradient (L2);
+    AdamW decays the weights directly and uses at least 0.01, its usual strength (a decoupled decay
+    of 1e-4, the course's default for the others, would do next to nothing)."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd-momentum":
