@@ -7,8 +7,8 @@ One process, one run, the same U-Net (width 16) and the same CamVid images:
   a DataLoader with 0 workers, ``model(x)`` in ``torch.no_grad`` for inference;
 - *seglab*: the decoded cache, the joint v2 transforms, and the settings that
   ``seglab.hardware.choose_settings`` picks for this device (channels_last, bf16
-  autocast where the CPU has native bf16, freed buffers kept for reuse on Linux, ...),
-  ``seglab.engine.predict_logits``.
+  autocast where the CPU has AMX, freed buffers kept for reuse on Linux, BatchNorm
+  folded into the convolutions for inference, ...), ``seglab.engine.predict_logits``.
 
 Training and inference are timed in alternating rounds (plain, seglab, plain, ...) so
 that a change in machine load hits both sides alike; the figures are medians. It prints
@@ -127,6 +127,7 @@ def infer_plain(model, loader, n) -> float:
 def infer_seglab(model, loader, n, settings) -> float:
     model.eval()
     start, count = time.perf_counter(), 0
+    model = prepare_model(model, settings, inference=True)   # BatchNorm folded: timed too
     for x, _ in batches(loader, n):
         predict_logits(model, x, None, settings).argmax(1)
         count += x.shape[0]

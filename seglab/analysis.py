@@ -63,7 +63,7 @@ def predict_split(model: torch.nn.Module, dataset, work_size: tuple[int, int] | 
 
     dev = get_device(device) if not isinstance(device, torch.device) else device
     settings = choose_settings(dev, fast, training=False)
-    model = prepare_model(model.to(dev).eval(), settings)
+    model = prepare_model(model.to(dev).eval(), settings, inference=True)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     if progress:
         from tqdm.auto import tqdm

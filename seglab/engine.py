@@ -33,7 +33,7 @@ from .errors import SeglabError, TrainingError
 from .hardware import SpeedSettings, autocast, choose_settings, describe, get_device, reuse_freed_memory
 from .losses import class_frequencies, class_weights, logit_offsets, make_loss
 from .metrics import ConfusionMatrix
-from .models import UNet
+from .models import UNet, fold_batchnorm
 from .transforms import eval_transforms, train_transforms
 
 
@@ -337,9 +337,12 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
     labels' own resolution). Returns the metrics of :func:`seglab.metrics.scores` plus
     ``loss`` (mean cross-entropy over non-void pixels) and ``confusion`` (the matrix).
     ``flip``: average with the mirrored image's prediction; ``offsets``: per-class logit
-    offsets (both see :func:`predict_logits`)."""
+    offsets (both see :func:`predict_logits`). With ``settings.fold_batchnorm`` the
+    scoring runs on a copy with BatchNorm folded into the convolutions (the same logits,
+    faster; :func:`seglab.models.fold_batchnorm`); ``model`` is left as it was."""
     was_training = model.training
     model.eval()
+    net = fold_batchnorm(model) if settings is not None and settings.fold_batchnorm else model
     device = next(model.parameters()).device
     cm = ConfusionMatrix(num_classes, ignore_index)
     ignore = -100 if ignore_index is None else ignore_index
@@ -347,7 +350,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
     loader = loader or DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     for images, masks in iterate(loader):
         masks = _as_plain(masks).to(device)
-        logits = predict_logits(model, images, work_size, settings, flip, offsets)
+        logits = predict_logits(net, images, work_size, settings, flip, offsets)
         loss_sum[0] += F.cross_entropy(logits, masks, ignore_index=ignore, reduction="sum").double().cpu()
         loss_sum[1] += (masks != ignore).sum().cpu()
         cm.update(logits.argmax(1), masks)
@@ -388,14 +391,18 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
     return result
 
 
-def prepare_model(model: nn.Module, settings: SpeedSettings) -> nn.Module:
+def prepare_model(model: nn.Module, settings: SpeedSettings, inference: bool = False) -> nn.Module:
     """Apply the memory layout of ``settings`` (channels_last keeps pixels of one location
     together, which oneDNN and cuDNN convolutions prefer) and, on a Linux CPU, keep freed
-    buffers for reuse (:func:`seglab.hardware.reuse_freed_memory`, process-wide)."""
+    buffers for reuse (:func:`seglab.hardware.reuse_freed_memory`, process-wide).
+    ``inference=True`` (a model that will only predict): also fold BatchNorm into the
+    convolutions where ``settings.fold_batchnorm`` says so, returning an eval-mode copy."""
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if settings.reuse_memory:
         reuse_freed_memory(True)
+    if inference and settings.fold_batchnorm:
+        model = fold_batchnorm(model)
     return model
 
 

@@ -55,7 +55,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
     dev = get_device(device)
     settings = choose_settings(dev, training=False)
-    model = prepare_model(model.to(dev).eval(), settings)
+    model = prepare_model(model.to(dev).eval(), settings, inference=True)
     output.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
     for path in files:

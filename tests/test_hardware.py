@@ -7,29 +7,32 @@ import torch
 import torch.nn.functional as F
 
 from seglab import hardware
-from seglab.engine import prepare_model
-from seglab.models import UNet
+from seglab.engine import evaluate, prepare_model
+from seglab.models import UNet, fold_batchnorm
 
 
-def test_bf16_autocast_is_chosen_only_where_the_cpu_has_native_bf16(monkeypatch):
-    monkeypatch.setattr(hardware, "cpu_bf16_supported", lambda: False)
-    avx2 = hardware.choose_settings("cpu")
-    assert avx2.amp_dtype is None and avx2.channels_last
-    monkeypatch.setattr(hardware, "cpu_bf16_supported", lambda: True)
-    amx = hardware.choose_settings("cpu")
-    assert amx.amp_dtype == "bfloat16" and amx.channels_last
+@pytest.mark.parametrize("bf16, amx, expected", [(False, False, None), (True, False, None), (True, True, "bfloat16")])
+def test_bf16_autocast_is_chosen_only_where_the_cpu_has_amx(monkeypatch, bf16, amx, expected):
+    # AVX2 emulates bf16 (11x slower); AVX512-BF16 without AMX trains 1.4x slower than fp32
+    monkeypatch.setattr(hardware, "cpu_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(hardware, "cpu_amx_supported", lambda: amx)
+    for training in (True, False):
+        settings = hardware.choose_settings("cpu", training=training)
+        assert settings.amp_dtype == expected and settings.channels_last and settings.fold_batchnorm
 
 
 def test_fast_off_gives_the_plain_fp32_nchw_loop():
     plain = hardware.choose_settings("cpu", fast=False)
     assert plain == hardware.SpeedSettings()
     assert plain.amp_dtype is None and not plain.channels_last and not plain.reuse_memory
+    assert not plain.fold_batchnorm
 
 
 def test_cpu_class_names_the_capability_and_bf16_support():
     label = hardware.cpu_class()
     assert torch.backends.cpu.get_cpu_capability() in label
     assert ("bf16" in label) and (("no bf16" in label) != hardware.cpu_bf16_supported())
+    assert ("AMX" in label) == hardware.cpu_bf16_supported()   # '+AMX' or ', no AMX' once bf16 is there
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
@@ -67,3 +70,39 @@ def test_prepare_model_applies_the_memory_layout():
     model = prepare_model(UNet(3, 4, width=4, depth=2), settings)
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def _model_with_trained_batchnorm(stem_stride: int = 1) -> UNet:
+    torch.manual_seed(0)
+    model = UNet(3, 5, width=4, depth=2, stem_stride=stem_stride)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):   # statistics and scales far from their defaults
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.2, 3.0)
+                m.weight.normal_(1.0, 0.3)
+                m.bias.normal_(0.0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("stem_stride", [1, 2])
+def test_folding_batchnorm_keeps_the_logits_and_leaves_the_model_alone(stem_stride):
+    model = _model_with_trained_batchnorm(stem_stride).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    assert model.training and not folded.training
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    x = torch.randn(2, 3, 33, 47)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model.eval()(x), atol=1e-4)
+
+
+def test_inference_settings_score_a_model_as_the_plain_loop_does():
+    model = _model_with_trained_batchnorm()
+    dataset = [(torch.randn(3, 24, 32), torch.randint(0, 5, (24, 32))) for _ in range(4)]
+    fast = hardware.SpeedSettings(channels_last=True, fold_batchnorm=True)
+    plain = evaluate(model, dataset, 5, None, batch_size=2)
+    folded = evaluate(prepare_model(model, fast), dataset, 5, None, batch_size=2, settings=fast)
+    assert folded["confusion"] == plain["confusion"] and abs(folded["loss"] - plain["loss"]) < 1e-4
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())   # still trainable
