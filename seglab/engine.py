@@ -230,10 +230,13 @@ def _dist_env() -> tuple[int, int, int]:
             int(os.environ.get("WORLD_SIZE", 1)))
 
 
-def _init_distributed(device: torch.device) -> None:
+def _init_distributed(device: torch.device) -> bool:
+    """Join torchrun's process group; True when this call created it (and so must end it)."""
     import torch.distributed as dist
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return False
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
 
 
 def _all_reduce_sum(t: torch.Tensor, world: int) -> torch.Tensor:
@@ -511,8 +514,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
     device = get_device(config.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", local_rank)
-    if world > 1:
-        _init_distributed(device)
+    own_group = _init_distributed(device) if world > 1 else False
     settings = choose_settings(device, config.fast)
     settings.compile = bool(config.compile)
     set_seed(config.seed)
@@ -760,6 +762,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
+        if own_group:  # left to exit, gloo's threads can abort a process ("terminate called ...")
+            dist.destroy_process_group()
     return Run(model=model, history=history, config=config, out_dir=out_dir, best_path=best_path,
                last_path=last_path, interrupted=interrupted, settings=settings,
                seconds=time.perf_counter() - wall_start, offsets=offsets)
