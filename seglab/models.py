@@ -14,6 +14,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, batchnorm: bool = True, stride: int = 1) -> list[nn.Module]:
@@ -159,14 +160,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
                     and bn.running_mean is not None and bn.num_features == conv.out_channels):
                 continue
-            with torch.no_grad():
-                scale = torch.rsqrt(bn.running_var + bn.eps)
-                shift = -bn.running_mean * scale
-                if bn.affine:
-                    scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-                conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
-                conv.bias = nn.Parameter(bias * scale + shift)
+            module._modules[before] = fuse_conv_bn_eval(conv, bn)   # torch's own folding arithmetic
             module._modules[name] = nn.Identity()
     return folded
 
