@@ -5,12 +5,17 @@
     python -m seglab train --resume runs/pretrained/last.pt --more-epochs 40   # optional: train on
     python benchmarks/pretrained.py runs/pretrained/last.pt            # export + score + card
 
+A run trained elsewhere (a GPU machine, a budget) passes the command it was trained with,
+``--command "..."``, and ``--notes FILE``: markdown added to the card (how the run was chosen,
+what else shared the machine).
+
 ``--rebalance S`` exports the run set to take back a share S of its class weighting at
 prediction time (seglab.losses.logit_offsets), for a run trained before its recipe said so;
 the setting does not change training.
 
 The export keeps only what inference needs (weights, model and training config, history),
-so the file stays small. The card's figures are measured here, on the 233 test images at
+with the weights stored in half precision (fp16; loading turns them back into fp32), so the
+file stays small: 8 MB for a width-24 U-Net instead of 16. The card's figures are measured here, on the 233 test images at
 360x480, and a test (tests/test_pretrained.py) re-scores the shipped file in CI and checks
 them within 0.005.
 """
@@ -41,6 +46,9 @@ def export(source: Path, target: Path = PRETRAINED_FILE, rebalance: float | None
     before checkpoints kept their class weights gets them from its own training data, as
     ``fit`` computes them."""
     state = load_checkpoint(source)
+    if state["train_config"].get("budget") and state.get("epoch"):
+        # a budget run's plan, as `fit` records it (runs saved before it did kept the epochs asked for)
+        state["train_config"] = {**state["train_config"], "epochs": state["epoch"]}
     if rebalance is not None:
         state["train_config"] = {**state["train_config"], "rebalance": rebalance}
         config = TrainConfig.from_dict({**state["train_config"], "root": root, "progress": False})
@@ -49,12 +57,17 @@ def export(source: Path, target: Path = PRETRAINED_FILE, rebalance: float | None
             spec, parts, _, _ = build_datasets(config)
             state["class_weights"] = loss_weights(config, spec, parts)
     slim = {k: state[k] for k in KEEP if k in state}
-    slim["model"] = {k: v.float() for k, v in slim["model"].items()}
+    # fp16 storage halves the file; the card's scores are measured on the stored weights
+    slim["model"] = {k: v.half() if v.is_floating_point() else v for k, v in slim["model"].items()}
     slim.pop("format", None)
     return save_checkpoint(target, slim)
 
 
-def write_card(result: dict, state: dict, command: str, train_info: dict) -> None:
+def duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def write_card(result: dict, state: dict, command: str, train_info: dict, notes: str = "") -> None:
     config = state["train_config"]
     model = UNet.from_config(state["model_config"])
     rows = "\n".join(f"| {name} | {value:.4f} |" if value is not None else f"| {name} | n/a |"
@@ -77,9 +90,9 @@ def write_card(result: dict, state: dict, command: str, train_info: dict) -> Non
 | training data | CamVid splits: {', '.join(config['train_splits'])} ({'train + val: the validation split was used for training, so the validation scores in the history are not held-out' if 'val' in config['train_splits'] else 'train only'}); the test split was never used for training or model selection |
 | recipe | `{config['optimizer']}` lr {config['lr']:g}, {train_info['schedule']}, batch {config['batch_size']}, {train_info['epochs']} epochs, loss `{config['loss']}` with class weights `{config['class_weights']}`{rebalanced}, augmentation: random scale {tuple(config['scale'])}, crop {config['crop'][0]}x{config['crop'][1]}, horizontal flip, colour jitter {config['color_jitter']} |
 | command | `{command}` |
-| training time and hardware | {train_info['hours']:.1f} h of training on {train_info['device']} (median epoch {train_info['median_epoch_s']:.0f} s x {train_info['epochs']} epochs{train_info['note']}) |
+| training time and hardware | {duration(train_info['seconds'])} of training on {train_info['device']} (median epoch {train_info['median_epoch_s']:.1f} s x {train_info['epochs']} epochs{train_info['note']}) |
 | status | {train_info['status']} |
-| file size | {PRETRAINED_FILE.stat().st_size / 1e6:.1f} MB |
+| file size | {PRETRAINED_FILE.stat().st_size / 1e6:.1f} MB (weights stored in fp16, loaded as fp32) |
 | code version | {state.get('code_version', '?')} |
 | scored | {result['images']} test images at {result['resolution'][0]}x{result['resolution'][1]}, {describe(get_device())}, {datetime.now(timezone.utc).date().isoformat()} |
 
@@ -94,7 +107,7 @@ def write_card(result: dict, state: dict, command: str, train_info: dict) -> Non
 | class | test IoU |
 |---|---|
 {rows}
-
+{notes}
 Data: CamVid (Brostow, Fauqueur and Cipolla, 2009) as prepared for SegNet (Badrinarayanan,
 Kendall and Cipolla, 2017), CC BY-NC 4.0: personal and research use.
 
@@ -109,6 +122,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="last.pt of the pretrained run")
     parser.add_argument("--root", help="CamVid folder (default $SEGLAB_DATA or data/camvid)")
+    parser.add_argument("--command", help="the training command, for the card (default: the recipe's, "
+                                          "with --more-epochs if the run was extended)")
+    parser.add_argument("--notes", type=Path, help="a markdown file added to the card")
     parser.add_argument("--rebalance", type=float,
                         help="set the exported run's rebalance: the share (0 to 1) of its class weighting taken "
                              "back at prediction time")
@@ -127,12 +143,19 @@ def main(argv=None) -> None:
               f"stopped after {done} of {planned} planned epochs, at a learning rate still high in its cosine "
               f"schedule; continue it with `python -m seglab train --resume runs/pretrained/last.pt`, then "
               f"re-run `python benchmarks/pretrained.py runs/pretrained/last.pt`")
-    train_info = {"epochs": done, "hours": median * done / 3600, "wall_hours": seconds / 3600,
+    total, steps = source.get("total_steps"), source.get("step")
+    if total and steps is not None and source["train_config"].get("budget"):   # a budget run plans in steps
+        status = (f"complete: {steps} of {total} planned steps ({done} epochs)" if steps >= total else
+                  f"stopped after {steps} of {total} planned steps")
+    train_info = {"epochs": done, "seconds": median * done, "wall_hours": seconds / 3600,
                   "schedule": "cosine schedule with warm-up",
                   "median_epoch_s": median, "device": meta.get("device", "unknown"), "status": status,
                   "note": ""}
-    if seconds > 1.2 * median * done:
-        train_info["note"] = (f"; the run's wall clock, {seconds / 3600:.1f} h, includes times when it was "
+    if source["train_config"].get("budget"):   # one sitting under a clock: its own epoch times, validation included
+        train_info["seconds"] = seconds
+        train_info["note"] = f", validation every {source['train_config'].get('val_every', 1)} epochs included"
+    elif seconds > 1.2 * median * done:
+        train_info["note"] = (f"; the run's wall clock, {duration(seconds)}, includes times when it was "
                               f"paused or shared the machine with other jobs")
     command = "python -m seglab train --recipe pretrained --out runs/pretrained"
     first = get_recipe("pretrained")["epochs"]
@@ -142,11 +165,14 @@ def main(argv=None) -> None:
         train_info["schedule"] = (f"cosine schedule with warm-up over {first} epochs, then stretched to "
                                   f"{planned} (`--more-epochs {planned - first}`: the learning rate rose again "
                                   f"to {source['history'][first]['lr']:.2g} and decayed to zero)")
+    if args.command:
+        command = args.command
     if args.rebalance is not None:
         command += f"`, exported with `python benchmarks/pretrained.py {args.checkpoint} --rebalance {args.rebalance:g}"
     export(args.checkpoint, rebalance=args.rebalance, root=args.root)
     result = evaluate_checkpoint(PRETRAINED_FILE, "test", args.root, fast=False)  # fp32: the same on every CPU
-    write_card(result, load_checkpoint(PRETRAINED_FILE), command, train_info)
+    notes = "\n" + args.notes.read_text().strip() + "\n" if args.notes else ""
+    write_card(result, load_checkpoint(PRETRAINED_FILE), command, train_info, notes)
     print(f"exported {PRETRAINED_FILE} ({PRETRAINED_FILE.stat().st_size / 1e6:.1f} MB); test mIoU "
           f"{result['miou']:.4f}, pixel accuracy {result['pixel_accuracy']:.4f}; card {CARD}")
 

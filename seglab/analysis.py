@@ -6,6 +6,7 @@ and labels (class indices, ``[N, H, W]``, at the labels' resolution) into the nu
 notebook 05 discusses:
 
 - :func:`predict_split`: a model's class map for every image of a data set;
+  :func:`predict_split_offsets`: several decision rules (logit offsets) from one pass;
 - :func:`per_image_scores`: mIoU and pixel accuracy of each image (to pick good and bad
   examples);
 - :func:`object_records` and :func:`size_table`: every connected object of a class in
@@ -45,17 +46,8 @@ def _np(x) -> np.ndarray:
 
 # --------------------------------------------------------------------------- predictions
 
-@torch.inference_mode()
-def predict_split(model: torch.nn.Module, dataset, work_size: tuple[int, int] | None = None,
-                  batch_size: int = 8, device: str | torch.device | None = None, fast: bool = True,
-                  progress: bool = False, flip: bool = False) -> torch.Tensor:
-    """Class maps (uint8 ``[N, H, W]``, on the CPU) of ``model`` for every pair of
-    ``dataset`` (which yields normalised images at the labels' resolution). Like
-    :func:`seglab.evaluate`, it runs the model at ``work_size`` and resizes the logits back,
-    so the maps can be scored pixel for pixel and kept for plots and analysis. The model
-    runs on ``device`` (default: the best available) with the machine's fast settings
-    (:func:`seglab.hardware.choose_settings`). ``flip``: average with the mirrored image's
-    prediction (test-time augmentation, see :func:`seglab.predict_logits`)."""
+def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, flip):
+    """(logits, batch) for every batch of ``dataset``, with the machine's inference settings."""
     from torch.utils.data import DataLoader
 
     from .engine import predict_logits, prepare_model
@@ -68,8 +60,40 @@ def predict_split(model: torch.nn.Module, dataset, work_size: tuple[int, int] | 
     if progress:
         from tqdm.auto import tqdm
         loader = tqdm(loader, desc="predicting", unit="batch", leave=False)
-    return torch.cat([predict_logits(model, images, work_size, settings, flip).argmax(1).to(torch.uint8).cpu()
-                      for images, _ in loader])
+    for images, _ in loader:
+        yield predict_logits(model, images, work_size, settings, flip)
+
+
+@torch.inference_mode()
+def predict_split(model: torch.nn.Module, dataset, work_size: tuple[int, int] | None = None,
+                  batch_size: int = 8, device: str | torch.device | None = None, fast: bool = True,
+                  progress: bool = False, flip: bool = False) -> torch.Tensor:
+    """Class maps (uint8 ``[N, H, W]``, on the CPU) of ``model`` for every pair of
+    ``dataset`` (which yields normalised images at the labels' resolution). Like
+    :func:`seglab.evaluate`, it runs the model at ``work_size`` and resizes the logits back,
+    so the maps can be scored pixel for pixel and kept for plots and analysis. The model
+    runs on ``device`` (default: the best available) with the machine's fast settings
+    (:func:`seglab.hardware.choose_settings`). ``flip``: average with the mirrored image's
+    prediction (test-time augmentation, see :func:`seglab.predict_logits`)."""
+    return torch.cat([logits.argmax(1).to(torch.uint8).cpu()
+                      for logits in _logits_per_batch(model, dataset, work_size, batch_size, device, fast,
+                                                      progress, flip)])
+
+
+@torch.inference_mode()
+def predict_split_offsets(model: torch.nn.Module, dataset, offsets: Mapping, work_size: tuple[int, int] | None = None,
+                          batch_size: int = 8, device: str | torch.device | None = None, fast: bool = True,
+                          progress: bool = False) -> dict:
+    """Class maps like :func:`predict_split`, one stack per entry of ``offsets`` (a name ->
+    per-class constants added to the logits before the arg-max, see
+    :func:`seglab.losses.logit_offsets`), from a single pass of the model: the offsets change
+    only the decision rule, so the network itself runs once, not once per rule."""
+    maps: dict = {key: [] for key in offsets}
+    for logits in _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, False):
+        for key, offset in offsets.items():
+            shifted = logits + torch.as_tensor(offset, dtype=logits.dtype, device=logits.device).view(1, -1, 1, 1)
+            maps[key].append(shifted.argmax(1).to(torch.uint8).cpu())
+    return {key: torch.cat(parts) for key, parts in maps.items()}
 
 
 def confusion(preds, labels, spec: str | DatasetSpec = "camvid") -> torch.Tensor:

@@ -397,13 +397,16 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
 def prepare_model(model: nn.Module, settings: SpeedSettings, inference: bool = False) -> nn.Module:
     """Apply the memory layout of ``settings`` (channels_last keeps pixels of one location
     together, which oneDNN and cuDNN convolutions prefer) and, on a Linux CPU, keep freed
-    buffers for reuse (:func:`seglab.hardware.reuse_freed_memory`, process-wide).
+    buffers for reuse (:func:`seglab.hardware.reuse_freed_memory`, process-wide); on CUDA,
+    let cuDNN pick the fastest convolution algorithm per input shape (process-wide too).
     ``inference=True`` (a model that will only predict): also fold BatchNorm into the
     convolutions where ``settings.fold_batchnorm`` says so, returning an eval-mode copy."""
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if settings.reuse_memory:
         reuse_freed_memory(True)
+    if settings.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True   # process-wide, like the allocator setting above
     if inference and settings.fold_batchnorm:
         model = fold_batchnorm(model)
     return model
@@ -594,7 +597,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
     def checkpoint_state(epoch: int, batches_done: int, partial=(0.0, 0, 0)) -> dict:
         state = {"model_config": model.config if hasattr(model, "config") else {},
                  "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                 "optimizer": optimizer.state_dict(), "train_config": config.as_dict(),
+                 # epochs: the plan (a budget run sizes it; the config asked for another number)
+                 "optimizer": optimizer.state_dict(), "train_config": {**config.as_dict(), "epochs": epochs},
                  "dataset": spec.name, "class_names": list(spec.class_names),
                  "epoch": epoch, "batches_done": batches_done, "step": step, "total_steps": total_steps,
                  "low_end": low_end, "history": history, "best_miou": best, "rng_torch": torch.get_rng_state(),

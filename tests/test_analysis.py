@@ -8,7 +8,8 @@ import torch
 pytest.importorskip("scipy")
 
 from seglab.analysis import (ObjectRecord, format_table, object_records, per_image_scores,  # noqa: E402
-                             pixel_prior, predict_split, size_table, split_by_contact, top_confusions)
+                             pixel_prior, predict_split, predict_split_offsets, size_table, split_by_contact,
+                             top_confusions)
 from seglab.data import CamVid  # noqa: E402
 from seglab.models import UNet  # noqa: E402
 from seglab.transforms import eval_transforms  # noqa: E402
@@ -119,6 +120,29 @@ def test_predict_split_with_flip_scores_equal_evaluate_with_flip(synthetic_camvi
     cm.update(preds, data.masks)
     assert cm.matrix.tolist() == evaluate(model, data, 11, 11, work_size=(32, 40), batch_size=2, flip=True)["confusion"]
     assert not torch.equal(preds, plain)  # an untrained model is not mirror-symmetric
+
+
+def test_several_decision_rules_from_one_pass_match_models_with_the_offsets_in_their_bias(synthetic_camvid):
+    """Logit offsets are constants: adding them after the pass decides as a model whose last
+    bias holds them (what load_model(..., rebalance=s) builds), so one pass serves all shares."""
+    import copy
+
+    from seglab.losses import logit_offsets
+
+    data = CamVid(synthetic_camvid, "test", transform=eval_transforms("camvid"), progress=False)
+    torch.manual_seed(0)
+    model = UNet(3, 11, width=4, depth=2).eval()
+    weights = torch.rand(11) * 4 + 0.25
+    offsets = {share: logit_offsets(weights, share) for share in (0.0, 0.5, 1.0)}
+    maps = predict_split_offsets(model, data, offsets, work_size=(32, 40), batch_size=3, fast=False)
+    for share, offset in offsets.items():
+        shifted = copy.deepcopy(model)
+        with torch.no_grad():
+            shifted.head.bias += offset
+        expected = predict_split(shifted, data, work_size=(32, 40), batch_size=3, fast=False)
+        # the same up to float rounding at near-ties (a bias before the resize vs a constant after it)
+        assert (maps[share] == expected).float().mean() > 0.999, share
+    assert not torch.equal(maps[0.0], maps[1.0])    # the shares do decide differently
 
 
 def test_plots_return_figures():

@@ -6,7 +6,7 @@ import signal
 import pytest
 import torch
 
-from seglab.checkpoint import load_model
+from seglab.checkpoint import load_checkpoint, load_model
 from seglab.errors import CheckpointError, SeglabError
 from seglab.losses import logit_offsets
 from seglab.engine import (TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_steps,
@@ -61,13 +61,15 @@ def test_training_learns_the_synthetic_scenes(synthetic_camvid):
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
 
 
-def test_budget_mode_measures_the_machine_and_completes_its_schedule(synthetic_camvid, capsys):
-    run = fit(tiny(synthetic_camvid, None, budget=30.0, epochs=1000, warmup_steps=0))
+def test_budget_mode_measures_the_machine_and_completes_its_schedule(synthetic_camvid, capsys, tmp_path):
+    run = fit(tiny(synthetic_camvid, tmp_path / "run", budget=30.0, epochs=1000, warmup_steps=0))
     err = capsys.readouterr().err
     assert "ms/step" in err                               # it measured the machine ...
     assert "(checked again)" in err                       # ... checked its plan once more ...
     assert run.history[-1]["lr"] < 0.05 * 1e-3            # ... and the cosine schedule ran to its end
     assert len(run.history) < 1000
+    saved = load_checkpoint(run.last_path)                # the checkpoint records the plan, not the 1000 asked for
+    assert saved["train_config"]["epochs"] == len(run.history) == saved["epoch"]
 
 
 def test_plan_steps_fills_the_budget_without_overrunning():

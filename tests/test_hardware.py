@@ -21,6 +21,23 @@ def test_bf16_autocast_is_chosen_only_where_the_cpu_has_amx(monkeypatch, bf16, a
         assert settings.amp_dtype == expected and settings.channels_last and settings.fold_batchnorm
 
 
+@pytest.mark.parametrize("bf16, expected", [(True, "bfloat16"), (False, "float16")])
+def test_cuda_gets_mixed_precision_and_the_cudnn_autotuner(monkeypatch, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    settings = hardware.choose_settings("cuda")
+    assert settings.amp_dtype == expected and settings.channels_last and settings.cudnn_benchmark
+    assert not settings.fold_batchnorm and not settings.reuse_memory     # CPU-only measures
+    assert not hardware.choose_settings("cuda", fast=False).cudnn_benchmark
+
+
+def test_prepare_model_switches_the_cudnn_autotuner_on_only_when_asked(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    prepare_model(UNet(3, 4, width=4, depth=2), hardware.SpeedSettings(channels_last=True))
+    assert torch.backends.cudnn.benchmark is False
+    prepare_model(UNet(3, 4, width=4, depth=2), hardware.SpeedSettings(cudnn_benchmark=True))
+    assert torch.backends.cudnn.benchmark is True
+
+
 def test_fast_off_gives_the_plain_fp32_nchw_loop():
     plain = hardware.choose_settings("cpu", fast=False)
     assert plain == hardware.SpeedSettings()
