@@ -15,9 +15,9 @@ the setting does not change training.
 
 The export keeps only what inference needs (weights, model and training config, history),
 with the weights stored in half precision (fp16; loading turns them back into fp32), so the
-file stays small: 8 MB for a width-24 U-Net instead of 16. The card's figures are measured here, on the 233 test images at
-360x480, and a test (tests/test_pretrained.py) re-scores the shipped file in CI and checks
-them within 0.005.
+file stays small: 8 MB for a width-24 U-Net instead of 16. The card's figures are measured
+here, on the 233 test images at 360x480, and a test (tests/test_pretrained.py) re-scores the
+shipped file in CI and checks them within 0.005.
 """
 from __future__ import annotations
 

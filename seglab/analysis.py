@@ -47,7 +47,8 @@ def _np(x) -> np.ndarray:
 # --------------------------------------------------------------------------- predictions
 
 def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, flip):
-    """(logits, batch) for every batch of ``dataset``, with the machine's inference settings."""
+    """The logits of every batch of ``dataset``, in order, with the machine's inference settings
+    (the one loop that :func:`predict_split` and :func:`predict_split_offsets` share)."""
     from torch.utils.data import DataLoader
 
     from .engine import predict_logits, prepare_model
