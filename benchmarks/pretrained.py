@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, save_checkpoint  # noqa: E402
 from seglab.engine import TrainConfig, build_datasets, evaluate_checkpoint, loss_weights  # noqa: E402
-from seglab.hardware import describe, get_device  # noqa: E402
+from seglab.hardware import SpeedSettings, describe, get_device  # noqa: E402
 from seglab.models import UNet, count_parameters  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402
 
@@ -139,38 +139,41 @@ def main(argv=None) -> None:
     median = epoch_seconds[len(epoch_seconds) // 2] if epoch_seconds else 0.0
     planned = source["train_config"]["epochs"]
     done = len(source.get("history", []))
-    status = (f"complete: {done} of {planned} planned epochs" if done >= planned else
-              f"stopped after {done} of {planned} planned epochs, at a learning rate still high in its cosine "
-              f"schedule; continue it with `python -m seglab train --resume runs/pretrained/last.pt`, then "
-              f"re-run `python benchmarks/pretrained.py runs/pretrained/last.pt`")
-    total, steps = source.get("total_steps"), source.get("step")
-    if total and steps is not None and source["train_config"].get("budget"):   # a budget run plans in steps
-        status = (f"complete: {steps} of {total} planned steps ({done} epochs)" if steps >= total else
-                  f"stopped after {steps} of {total} planned steps")
-    train_info = {"epochs": done, "seconds": median * done, "wall_hours": seconds / 3600,
-                  "schedule": "cosine schedule with warm-up",
-                  "median_epoch_s": median, "device": meta.get("device", "unknown"), "status": status,
-                  "note": ""}
-    if source["train_config"].get("budget"):   # one sitting under a clock: its own epoch times, validation included
+    budget_run = bool(source["train_config"].get("budget"))
+    command = "python -m seglab train --recipe pretrained --out runs/pretrained"
+    train_info = {"epochs": done, "seconds": median * done, "schedule": "cosine schedule with warm-up",
+                  "median_epoch_s": median, "device": meta.get("device", "unknown"), "note": ""}
+    if budget_run:   # one sitting under a clock, planned in steps: its own epoch times, validation included
+        total, steps = source.get("total_steps"), source.get("step", 0)
+        train_info["status"] = (f"complete: {steps} of {total} planned steps ({done} epochs)" if steps >= total else
+                                f"stopped after {steps} of {total} planned steps")
         train_info["seconds"] = seconds
         train_info["note"] = f", validation every {source['train_config'].get('val_every', 1)} epochs included"
-    elif seconds > 1.2 * median * done:
-        train_info["note"] = (f"; the run's wall clock, {duration(seconds)}, includes times when it was "
-                              f"paused or shared the machine with other jobs")
-    command = "python -m seglab train --recipe pretrained --out runs/pretrained"
-    first = get_recipe("pretrained")["epochs"]
-    if planned > first:   # the run was trained on with --more-epochs
-        command += (f"`, then `python -m seglab train --resume runs/pretrained/last.pt "
-                    f"--more-epochs {planned - first}")
-        train_info["schedule"] = (f"cosine schedule with warm-up over {first} epochs, then stretched to "
-                                  f"{planned} (`--more-epochs {planned - first}`: the learning rate rose again "
-                                  f"to {source['history'][first]['lr']:.2g} and decayed to zero)")
+    else:
+        train_info["status"] = (
+            f"complete: {done} of {planned} planned epochs" if done >= planned else
+            f"stopped after {done} of {planned} planned epochs, at a learning rate still high in its cosine "
+            f"schedule; continue it with `python -m seglab train --resume runs/pretrained/last.pt`, then "
+            f"re-run `python benchmarks/pretrained.py runs/pretrained/last.pt`")
+        if seconds > 1.2 * median * done:
+            train_info["note"] = (f"; the run's wall clock, {duration(seconds)}, includes times when it was "
+                                  f"paused or shared the machine with other jobs")
+        first = get_recipe("pretrained")["epochs"]
+        if planned > first:   # the run was trained on with --more-epochs (a budget run's plan is its own)
+            command += (f"`, then `python -m seglab train --resume runs/pretrained/last.pt "
+                        f"--more-epochs {planned - first}")
+            train_info["schedule"] = (f"cosine schedule with warm-up over {first} epochs, then stretched to "
+                                      f"{planned} (`--more-epochs {planned - first}`: the learning rate rose again "
+                                      f"to {source['history'][first]['lr']:.2g} and decayed to zero)")
     if args.command:
         command = args.command
     if args.rebalance is not None:
         command += f"`, exported with `python benchmarks/pretrained.py {args.checkpoint} --rebalance {args.rebalance:g}"
     export(args.checkpoint, rebalance=args.rebalance, root=args.root)
-    result = evaluate_checkpoint(PRETRAINED_FILE, "test", args.root, fast=False)  # fp32: the same on every CPU
+    # fp32 on every CPU class (as tests/test_pretrained.py re-scores it); folding and channels_last
+    # give the same logits in half the time
+    fp32 = SpeedSettings(channels_last=True, fold_batchnorm=True)
+    result = evaluate_checkpoint(PRETRAINED_FILE, "test", args.root, settings=fp32)
     notes = "\n" + args.notes.read_text().strip() + "\n" if args.notes else ""
     write_card(result, load_checkpoint(PRETRAINED_FILE), command, train_info, notes)
     print(f"exported {PRETRAINED_FILE} ({PRETRAINED_FILE.stat().st_size / 1e6:.1f} MB); test mIoU "
