@@ -14,13 +14,23 @@ Training and inference are timed in alternating rounds (plain, seglab, plain, ..
 that a change in machine load hits both sides alike; the figures are medians. It prints
 images/s for each side, the ratios, the loaders' images/s alone, and the CPU class.
 
+On a CPU it then asks how far any setting could go: ``torch.profiler`` times the
+convolutions alone (forward and backward) in seglab's training step and inference batch.
+Convolutions are the one cost no data pipeline or memory layout removes, so their time
+gives the ceiling: the ratio seglab would reach if everything else took no time at all.
+Where the CPU has native bf16 it also times the convolutions under the other precision
+(fp32 vs bf16 autocast), the measurement behind ``seglab.hardware.choose_settings``.
+
     python benchmarks/speed.py                 # real CamVid ($SEGLAB_DATA or data/camvid)
     python benchmarks/speed.py --steps 4 --rounds 1   # a smoke run
     python benchmarks/speed.py --device cuda   # a GPU: both sides move batches there; no target is set
+    python benchmarks/speed.py --no-ceiling    # skip the convolution timings (CPU only anyway)
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
 import time
@@ -37,7 +47,8 @@ import seglab  # noqa: E402
 from seglab.data import SegmentationDataset, list_pairs, resolve_root  # noqa: E402
 from seglab.datasets import CAMVID  # noqa: E402
 from seglab.engine import predict_logits, prepare_model  # noqa: E402
-from seglab.hardware import autocast, choose_settings, cpu_info, describe, reuse_freed_memory  # noqa: E402
+from seglab.hardware import (SpeedSettings, autocast, choose_settings, cpu_bf16_supported,  # noqa: E402
+                             cpu_info, describe, reuse_freed_memory)
 from seglab.models import UNet  # noqa: E402
 from seglab.transforms import eval_transforms, train_transforms  # noqa: E402
 
@@ -146,6 +157,62 @@ def infer_seglab(model, loader, n, settings, device) -> float:
     return count / (time.perf_counter() - start)
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Send the process's stderr to the null device for a while: the profiler's C++ side
+    logs its every start and stop there, which says nothing about the figures."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def convolution_seconds(work, calls: int = 3) -> tuple[float, float]:
+    """Per call of ``work()``: the seconds spent inside convolutions (every profiler event
+    whose name has 'conv' in it, forward and backward, self time only, so nothing is
+    counted twice), and the seconds the call took in all (profiler overhead included)."""
+    from torch.profiler import ProfilerActivity, profile
+    work()   # first call under a new setting: oneDNN creates its kernels
+    start = time.perf_counter()
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            work()
+    total = (time.perf_counter() - start) / calls
+    conv = sum(e.self_cpu_time_total for e in prof.key_averages() if "conv" in e.key.lower())
+    return conv / 1e6 / calls, total
+
+
+def convolution_ceiling(model, train_batch, infer_batch, settings, device) -> dict:
+    """Convolution seconds per training step and per inference batch under ``settings``."""
+    model_opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x, y = (t.as_subclass(torch.Tensor) for t in train_batch)
+    if settings.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def train_once():
+        model.train()
+        model_opt.zero_grad(set_to_none=True)
+        with autocast(device, settings):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y, ignore_index=11).backward()
+        model_opt.step()
+
+    folded = prepare_model(model, settings, inference=True)
+    images = infer_batch.as_subclass(torch.Tensor)
+
+    def infer_once():
+        predict_logits(folded, images, None, settings).argmax(1)
+
+    train_conv, train_all = convolution_seconds(train_once)
+    infer_conv, infer_all = convolution_seconds(infer_once)
+    return {"train_conv": train_conv, "train_all": train_all, "infer_conv": infer_conv, "infer_all": infer_all}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", help="CamVid folder (default $SEGLAB_DATA or data/camvid)")
@@ -153,6 +220,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     parser.add_argument("--infer-batch", type=int, default=16, help="seglab's evaluation batch size")
     parser.add_argument("--device", default="cpu", help="cpu (default; the targets are set for CPUs) or cuda")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the convolution timings")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -223,10 +291,33 @@ def main(argv=None) -> None:
     print(f"seglab loader vs seglab training: {med['loader_seglab'] / med['train_seglab']:.0f}x faster than "
           f"training consumes (the loader is {'not ' if med['loader_seglab'] > 3 * med['train_seglab'] else ''}the bottleneck)")
     ok = train_ratio >= targets[0] and infer_ratio >= targets[1]
+    if device.type == "cpu" and not args.no_ceiling:
+        print_ceiling(fast_model, fast_train, fast_val, settings, device, med, args.infer_batch)
     if device.type == "cpu":
         print(f"targets ({'bf16-capable' if bf16 else 'AVX2-only'} CPU): {'met' if ok else 'NOT met'}")
     else:
         print("(the targets are set for CPUs; on a GPU these figures are a record, not a check)")
+
+
+def print_ceiling(model, train_loader, val_loader, settings, device, med: dict, infer_batch: int) -> None:
+    """The convolution-only ceiling of seglab's ratios on this CPU (see the module docstring)."""
+    reuse_freed_memory(settings.reuse_memory)
+    train_batch, (val_images, _) = next(iter(train_loader)), next(iter(val_loader))
+    chosen = convolution_ceiling(model, train_batch, val_images, settings, device)
+    name = settings.amp_dtype or "fp32"
+    train_cap = BATCH / chosen["train_conv"] / med["train_plain"]
+    infer_cap = infer_batch / chosen["infer_conv"] / med["infer_plain"]
+    print(f"convolutions alone ({name}, torch.profiler): {chosen['train_conv'] * 1e3:.0f} of "
+          f"{chosen['train_all'] * 1e3:.0f} ms per training step ({chosen['train_conv'] / chosen['train_all']:.0%}), "
+          f"{chosen['infer_conv'] * 1e3:.0f} of {chosen['infer_all'] * 1e3:.0f} ms per inference batch of {infer_batch}")
+    print(f"ceiling (everything but the convolutions free): training {train_cap:.2f}x, inference {infer_cap:.2f}x "
+          f"the plain loop")
+    if cpu_bf16_supported():
+        other = SpeedSettings(**{**settings.as_dict(), "amp_dtype": None if settings.amp_dtype else "bfloat16"})
+        alt = convolution_ceiling(model, train_batch, val_images, other, device)
+        print(f"the same convolutions in {other.amp_dtype or 'fp32'}: {alt['train_conv'] * 1e3:.0f} ms per training "
+              f"step, {alt['infer_conv'] * 1e3:.0f} ms per inference batch ({name}: {chosen['train_conv'] * 1e3:.0f} "
+              f"and {chosen['infer_conv'] * 1e3:.0f}); seglab uses {name} here")
 
 
 if __name__ == "__main__":
