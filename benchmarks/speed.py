@@ -116,6 +116,15 @@ def train_plain(model, opt, loader, steps, device) -> float:
     return count / (time.perf_counter() - start)
 
 
+def seglab_step(model, opt, x, y, settings, device) -> None:
+    """One training step as seglab's engine takes it: autocast as ``settings`` say, loss in fp32."""
+    opt.zero_grad(set_to_none=True)
+    with autocast(device, settings):
+        logits = model(x)
+    F.cross_entropy(logits.float(), y, ignore_index=11).backward()
+    opt.step()
+
+
 def train_seglab(model, opt, loader, steps, settings, device) -> float:
     model.train()
     start, count = time.perf_counter(), 0
@@ -124,12 +133,7 @@ def train_seglab(model, opt, loader, steps, settings, device) -> float:
         y = y.as_subclass(torch.Tensor).to(device, non_blocking=True)
         if settings.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, settings):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, ignore_index=11)
-        loss.backward()
-        opt.step()
+        seglab_step(model, opt, x, y, settings, device)
         count += x.shape[0]
     finish(device)
     return count / (time.perf_counter() - start)
@@ -187,20 +191,15 @@ def convolution_seconds(work, calls: int = 3) -> tuple[float, float]:
     return conv / 1e6 / calls, total
 
 
-def convolution_ceiling(model, train_batch, infer_batch, settings, device) -> dict:
+def convolution_ceiling(model, opt, train_batch, infer_batch, settings, device) -> dict:
     """Convolution seconds per training step and per inference batch under ``settings``."""
-    model_opt = torch.optim.Adam(model.parameters(), 1e-3)
     x, y = (t.as_subclass(torch.Tensor) for t in train_batch)
     if settings.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
 
     def train_once():
         model.train()
-        model_opt.zero_grad(set_to_none=True)
-        with autocast(device, settings):
-            logits = model(x)
-        F.cross_entropy(logits.float(), y, ignore_index=11).backward()
-        model_opt.step()
+        seglab_step(model, opt, x, y, settings, device)
 
     folded = prepare_model(model, settings, inference=True)
     images = infer_batch.as_subclass(torch.Tensor)
@@ -292,18 +291,17 @@ def main(argv=None) -> None:
           f"training consumes (the loader is {'not ' if med['loader_seglab'] > 3 * med['train_seglab'] else ''}the bottleneck)")
     ok = train_ratio >= targets[0] and infer_ratio >= targets[1]
     if device.type == "cpu" and not args.no_ceiling:
-        print_ceiling(fast_model, fast_train, fast_val, settings, device, med, args.infer_batch)
+        print_ceiling(fast_model, fast_opt, fast_train, fast_val, settings, device, med, args.infer_batch)
     if device.type == "cpu":
         print(f"targets ({'bf16-capable' if bf16 else 'AVX2-only'} CPU): {'met' if ok else 'NOT met'}")
     else:
         print("(the targets are set for CPUs; on a GPU these figures are a record, not a check)")
 
 
-def print_ceiling(model, train_loader, val_loader, settings, device, med: dict, infer_batch: int) -> None:
+def print_ceiling(model, opt, train_loader, val_loader, settings, device, med: dict, infer_batch: int) -> None:
     """The convolution-only ceiling of seglab's ratios on this CPU (see the module docstring)."""
-    reuse_freed_memory(settings.reuse_memory)
     train_batch, (val_images, _) = next(iter(train_loader)), next(iter(val_loader))
-    chosen = convolution_ceiling(model, train_batch, val_images, settings, device)
+    chosen = convolution_ceiling(model, opt, train_batch, val_images, settings, device)
     name = settings.amp_dtype or "fp32"
     train_cap = BATCH / chosen["train_conv"] / med["train_plain"]
     infer_cap = infer_batch / chosen["infer_conv"] / med["infer_plain"]
@@ -314,7 +312,7 @@ def print_ceiling(model, train_loader, val_loader, settings, device, med: dict, 
           f"the plain loop")
     if cpu_bf16_supported():
         other = SpeedSettings(**{**settings.as_dict(), "amp_dtype": None if settings.amp_dtype else "bfloat16"})
-        alt = convolution_ceiling(model, train_batch, val_images, other, device)
+        alt = convolution_ceiling(model, opt, train_batch, val_images, other, device)
         print(f"the same convolutions in {other.amp_dtype or 'fp32'}: {alt['train_conv'] * 1e3:.0f} ms per training "
               f"step, {alt['infer_conv'] * 1e3:.0f} ms per inference batch ({name}: {chosen['train_conv'] * 1e3:.0f} "
               f"and {chosen['infer_conv'] * 1e3:.0f}); seglab uses {name} here")
