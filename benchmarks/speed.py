@@ -7,7 +7,7 @@ One process, one run, the same U-Net (width 16) and the same CamVid images:
   a DataLoader with 0 workers, ``model(x)`` in ``torch.no_grad`` for inference;
 - *seglab*: the decoded cache, the joint v2 transforms, and the settings that
   ``seglab.hardware.choose_settings`` picks for this device (channels_last, bf16
-  autocast where the CPU has AMX, freed buffers kept for reuse on Linux, BatchNorm
+  autocast where it makes convolutions faster, freed buffers kept for reuse on Linux, BatchNorm
   folded into the convolutions for inference, ...), ``seglab.engine.predict_logits``.
 
 Training and inference are timed in alternating rounds (plain, seglab, plain, ...) so

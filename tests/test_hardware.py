@@ -11,14 +11,50 @@ from seglab.engine import evaluate, prepare_model
 from seglab.models import UNet, fold_batchnorm
 
 
-@pytest.mark.parametrize("bf16, amx, expected", [(False, False, None), (True, False, None), (True, True, "bfloat16")])
-def test_bf16_autocast_is_chosen_only_where_the_cpu_has_amx(monkeypatch, bf16, amx, expected):
-    # AVX2 emulates bf16 (11x slower); AVX512-BF16 without AMX trains 1.4x slower than fp32
+@pytest.fixture
+def fresh_bf16_choice(monkeypatch):
+    """cpu_bf16_pays_off is decided once per process; these tests decide it again."""
+    monkeypatch.delenv("SEGLAB_CPU_BF16", raising=False)
+    hardware.cpu_bf16_pays_off.cache_clear()
+    yield
+    hardware.cpu_bf16_pays_off.cache_clear()
+
+
+def _fake_cpu(monkeypatch, bf16: bool, amx: bool, fp32_s: float = 1.0, bf16_s: float = 1.0) -> list:
+    timed = []
     monkeypatch.setattr(hardware, "cpu_bf16_supported", lambda: bf16)
     monkeypatch.setattr(hardware, "cpu_amx_supported", lambda: amx)
+    monkeypatch.setattr(hardware, "time_conv_block", lambda: timed.append(1) or {"fp32": fp32_s, "bf16": bf16_s})
+    return timed
+
+
+@pytest.mark.parametrize("bf16, amx, fp32_s, bf16_s, expected", [
+    (False, False, 1.0, 0.1, None),         # AVX2: emulated bf16 (11x slower), never timed
+    (True, True, 0.1, 1.0, "bfloat16"),     # AMX: about 3x faster, not timed
+    (True, False, 0.36, 0.58, None),        # AVX512-BF16, timed slower (the Xeon: 359 vs 577 ms)
+    (True, False, 0.54, 0.28, "bfloat16"),  # AVX512-BF16, timed faster (the AMD EPYC: 539 vs 283 ms)
+    (True, False, 1.1, 1.0, None),          # a 10 % edge is within timing noise: stay in fp32
+])
+def test_bf16_autocast_is_chosen_only_where_it_makes_convolutions_faster(
+        monkeypatch, fresh_bf16_choice, bf16, amx, fp32_s, bf16_s, expected):
+    timed = _fake_cpu(monkeypatch, bf16, amx, fp32_s, bf16_s)
     for training in (True, False):
         settings = hardware.choose_settings("cpu", training=training)
         assert settings.amp_dtype == expected and settings.channels_last and settings.fold_batchnorm
+    assert len(timed) == (1 if bf16 and not amx else 0)     # timed once per process, only when undecided
+
+
+@pytest.mark.parametrize("value, expected", [("1", "bfloat16"), ("on", "bfloat16"), ("0", None), ("off", None)])
+def test_the_environment_overrides_the_timed_bf16_choice(monkeypatch, fresh_bf16_choice, value, expected):
+    timed = _fake_cpu(monkeypatch, True, False, fp32_s=0.5, bf16_s=1.0 if expected else 0.1)
+    monkeypatch.setenv("SEGLAB_CPU_BF16", value)
+    assert hardware.choose_settings("cpu").amp_dtype == expected
+    assert not timed
+
+
+def test_the_bf16_timing_measures_both_precisions_on_this_cpu():
+    seconds = hardware.time_conv_block(repeats=1)
+    assert set(seconds) == {"fp32", "bf16"} and all(0 < s < 60 for s in seconds.values())
 
 
 @pytest.mark.parametrize("bf16, expected", [(True, "bfloat16"), (False, "float16")])
