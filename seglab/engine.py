@@ -246,6 +246,13 @@ def _all_reduce_sum(t: torch.Tensor, world: int) -> torch.Tensor:
     return t
 
 
+def _agreed_cpu_precision(amp_dtype: str | None, world: int) -> str | None:
+    """bf16 on every process or on none: each process times bf16 for itself
+    (hardware.cpu_bf16_pays_off), and processes sharing the cores can disagree."""
+    votes = _all_reduce_sum(torch.tensor([1.0 if amp_dtype else 0.0]), world)
+    return amp_dtype if int(votes.item()) == world else None
+
+
 # --------------------------------------------------------------------------- data feeding
 
 class SeededAugment(torch.utils.data.Dataset):
@@ -519,6 +526,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
         device = torch.device("cuda", local_rank)
     own_group = _init_distributed(device) if world > 1 else False
     settings = choose_settings(device, config.fast)
+    if world > 1 and device.type == "cpu":
+        settings.amp_dtype = _agreed_cpu_precision(settings.amp_dtype, world)
     settings.compile = bool(config.compile)
     set_seed(config.seed)
 

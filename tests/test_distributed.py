@@ -40,3 +40,29 @@ def test_two_processes_match_one_process_on_the_same_global_batch(synthetic_camv
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
     # checkpoints are written once, by rank 0 only
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+
+VOTES = [(("bfloat16", None), None), (("bfloat16", "bfloat16"), "bfloat16"), ((None, None), None)]
+
+
+def _vote(rank: int, world: int, init_file: str, results) -> None:
+    import torch.distributed as dist
+
+    from seglab.engine import _agreed_cpu_precision
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        results[rank] = [_agreed_cpu_precision(votes[rank], world) for votes, _ in VOTES]
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_processes_train_in_bf16_only_when_every_one_timed_it_faster(tmp_path):
+    # each process times bf16 for itself (hardware.cpu_bf16_pays_off); they must not mix precisions
+    import torch.multiprocessing as mp
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_vote, args=(2, str(tmp_path / "init"), results), nprocs=2, join=True)
+        agreed = [expected for _, expected in VOTES]
+        assert dict(results) == {0: agreed, 1: agreed}
