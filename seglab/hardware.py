@@ -80,22 +80,27 @@ def time_conv_block(repeats: int = 3) -> dict[str, float]:
     """Seconds for one forward and backward pass of a small channels_last convolution block
     (16 -> 32 -> 32 channels, 3x3, a batch of 8 at 64x96), best of ``repeats``, in fp32 and
     under bf16 autocast: the measurement behind :func:`cpu_bf16_pays_off`."""
-    generator = torch.Generator().manual_seed(0)
-    block = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(),
-                                torch.nn.Conv2d(32, 32, 3, padding=1)).to(memory_format=torch.channels_last)
-    x = torch.randn(8, 16, 64, 96, generator=generator).to(memory_format=torch.channels_last)
     seconds = {}
-    for name, enabled in (("fp32", False), ("bf16", True)):
-        best = float("inf")
-        for attempt in range(repeats + 1):                 # the first pass is a warm-up
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
-                y = block(x)
-            y.float().sum().backward()
-            if attempt:
-                best = min(best, time.perf_counter() - start)
-        seconds[name] = best
+    with torch.inference_mode(False), torch.enable_grad():   # callers may be scoring under no_grad
+        generator = torch.Generator().manual_seed(0)
+        block = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(),
+                                    torch.nn.Conv2d(32, 32, 3, padding=1)).to(memory_format=torch.channels_last)
+        x = torch.randn(8, 16, 64, 96, generator=generator).to(memory_format=torch.channels_last)
+        for name, enabled in (("fp32", False), ("bf16", True)):
+            seconds[name] = _best_pass(block, x, enabled, repeats)
     return seconds
+
+
+def _best_pass(block: torch.nn.Module, x: torch.Tensor, bf16: bool, repeats: int) -> float:
+    best = float("inf")
+    for attempt in range(repeats + 1):                 # the first pass is a warm-up
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = block(x)
+        y.float().sum().backward()
+        if attempt:
+            best = min(best, time.perf_counter() - start)
+    return best
 
 
 def cpu_info() -> dict:

@@ -57,6 +57,15 @@ def test_the_bf16_timing_measures_both_precisions_on_this_cpu():
     assert set(seconds) == {"fp32", "bf16"} and all(0 < s < 60 for s in seconds.values())
 
 
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_the_bf16_timing_works_when_first_asked_while_scoring(context):
+    # evaluation code often meets choose_settings first inside no_grad or inference_mode,
+    # where a backward pass would fail
+    with context():
+        seconds = hardware.time_conv_block(repeats=1)
+    assert all(s > 0 for s in seconds.values())
+
+
 @pytest.mark.parametrize("bf16, expected", [(True, "bfloat16"), (False, "float16")])
 def test_cuda_gets_mixed_precision_and_the_cudnn_autotuner(monkeypatch, bf16, expected):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
