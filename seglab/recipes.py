@@ -80,7 +80,7 @@ RECIPES: dict[str, dict] = {
     # the average kept as the final model), same hold-out, same day: 0.3901 / 0.8252. Not taken.
     # An AMD EPYC with AVX512-BF16 (2026-12-02), where seglab trains in bf16 autocast (timed twice as fast
     # as fp32 there), ran the recipe unchanged: 62 epochs (305 ms per step, all costs), val 0.593, test
-    # 0.4691 / 0.8381; a second run 59 epochs, test 0.4632 / 0.8325: the Xeon's fp32 figures, so bf16
+    # 0.4691 / 0.8381; more runs 59 and 62 epochs, test 0.4632 / 0.8325, 0.4689 / 0.8326: the Xeon's fp32 figures, so bf16
     # training costs nothing here (benchmarks/precision.py --train agrees), and gains nothing either.
     # Spending that speed on resolution there (size 288x384, crops 272x384, 441 ms per step, 59 epochs)
     # on the daylight hold-out: 0.3931 / 0.8268 against 0.3962 / 0.8253 and 0.4015 / 0.8249 as it is

@@ -42,7 +42,6 @@ def test_two_processes_match_one_process_on_the_same_global_batch(synthetic_camv
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
-
 VOTES = [(("bfloat16", None), None), (("bfloat16", "bfloat16"), "bfloat16"), ((None, None), None)]
 
 
