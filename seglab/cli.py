@@ -311,10 +311,11 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from .hardware import choose_settings, cpu_info, describe, get_device
+    from .hardware import bf16_reason, choose_settings, cpu_info, describe, get_device
     device = get_device()
     print(f"device: {describe(device)}")
     print(f"cpu: {json.dumps(cpu_info())}")
+    print(f"cpu precision: {bf16_reason()}")
     print(f"training settings: {choose_settings(device).as_dict()}")
     return 0
 

@@ -63,17 +63,41 @@ def cpu_bf16_pays_off() -> bool:
     ``SEGLAB_CPU_BF16=1`` or ``=0`` in the environment overrides the choice (to compare
     precisions, or to keep a run reproducible across days).
     """
-    forced = os.environ.get("SEGLAB_CPU_BF16", "").strip().lower()
-    if forced in ("1", "true", "yes", "on"):
-        return True
-    if forced in ("0", "false", "no", "off"):
-        return False
+    forced = _forced_bf16()
+    if forced is not None:
+        return forced
     if not cpu_bf16_supported():
         return False
     if cpu_amx_supported():
         return True
     times = time_conv_block()
+    _BF16_TIMING.clear()
+    _BF16_TIMING.update(times)
     return times["fp32"] >= 1.2 * times["bf16"]
+
+
+_BF16_TIMING: dict[str, float] = {}   # the timing behind cpu_bf16_pays_off, where it timed
+
+
+def _forced_bf16() -> bool | None:
+    value = os.environ.get("SEGLAB_CPU_BF16", "").strip().lower()
+    return True if value in ("1", "true", "yes", "on") else False if value in ("0", "false", "no", "off") else None
+
+
+def bf16_reason() -> str:
+    """Why :func:`cpu_bf16_pays_off` decided as it did, in one line (``seglab info``)."""
+    pays = cpu_bf16_pays_off()
+    if _forced_bf16() is not None:
+        return f"{'bf16' if pays else 'fp32'}: set by SEGLAB_CPU_BF16"
+    if not cpu_bf16_supported():
+        return "fp32: no native bf16 here (bf16 would be emulated, about 11x slower)"
+    if cpu_amx_supported():
+        return "bf16: AMX matrix units"
+    t = _BF16_TIMING
+    if not t:
+        return f"{'bf16' if pays else 'fp32'}: timed earlier in this process"
+    return (f"{'bf16' if pays else 'fp32'}: a small convolution block took {t['fp32'] * 1e3:.1f} ms in fp32, "
+            f"{t['bf16'] * 1e3:.1f} ms in bf16 ({t['fp32'] / t['bf16']:.2f}x; bf16 needs 1.2x)")
 
 
 def time_conv_block(repeats: int = 3) -> dict[str, float]:

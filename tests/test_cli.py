@@ -75,6 +75,7 @@ def test_a_weighted_run_is_scored_and_predicted_at_the_rebalance_asked_for(synth
 def test_info_names_the_cpu_class():
     info = seglab("info")
     assert info.returncode == 0 and "capability" in info.stdout
+    assert "cpu precision: " in info.stdout      # fp32 or bf16, and why
 
 
 def test_python_dash_m_and_the_console_script_share_one_parser():

@@ -44,6 +44,21 @@ def test_bf16_autocast_is_chosen_only_where_it_makes_convolutions_faster(
     assert len(timed) == (1 if bf16 and not amx else 0)     # timed once per process, only when undecided
 
 
+@pytest.mark.parametrize("bf16, amx, fp32_s, bf16_s, words", [
+    (False, False, 1.0, 1.0, "fp32: no native bf16"),
+    (True, True, 1.0, 1.0, "bf16: AMX"),
+    (True, False, 0.54, 0.28, "bf16: a small convolution block took 540.0 ms in fp32, 280.0 ms in bf16 (1.93x"),
+    (True, False, 0.36, 0.58, "fp32: a small convolution block took 360.0 ms in fp32"),
+])
+def test_seglab_info_says_why_it_chose_its_cpu_precision(monkeypatch, fresh_bf16_choice, bf16, amx, fp32_s, bf16_s,
+                                                          words):
+    _fake_cpu(monkeypatch, bf16, amx, fp32_s, bf16_s)
+    assert hardware.bf16_reason().startswith(words)
+    monkeypatch.setenv("SEGLAB_CPU_BF16", "0")
+    hardware.cpu_bf16_pays_off.cache_clear()
+    assert hardware.bf16_reason() == "fp32: set by SEGLAB_CPU_BF16"
+
+
 @pytest.mark.parametrize("value, expected", [("1", "bfloat16"), ("on", "bfloat16"), ("0", None), ("off", None)])
 def test_the_environment_overrides_the_timed_bf16_choice(monkeypatch, fresh_bf16_choice, value, expected):
     timed = _fake_cpu(monkeypatch, True, False, fp32_s=0.5, bf16_s=1.0 if expected else 0.1)
