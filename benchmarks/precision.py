@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.checkpoint import PRETRAINED_FILE  # noqa: E402
 from seglab.engine import TrainConfig, evaluate_checkpoint, fit  # noqa: E402
-from seglab.hardware import SpeedSettings, cpu_bf16_pays_off, cpu_info, describe  # noqa: E402
+from seglab.hardware import SpeedSettings, bf16_choice, cpu_info, describe  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402
 
 FP32_SCORING = SpeedSettings(channels_last=True, fold_batchnorm=True)
@@ -90,8 +90,8 @@ def compare_training(epochs: int, seeds: list[int], root: str | None, out: Path,
     scores: dict[str, list[dict]] = {"fp32": [], "bf16": []}
     for seed in seeds:
         for name, flag in (("fp32", "0"), ("bf16", "1")):
-            os.environ["SEGLAB_CPU_BF16"] = flag          # what choose_settings reads (hardware.cpu_bf16_pays_off)
-            cpu_bf16_pays_off.cache_clear()
+            os.environ["SEGLAB_CPU_BF16"] = flag          # what choose_settings reads (hardware.bf16_choice)
+            bf16_choice.cache_clear()
             run = fit(TrainConfig(**{**recipe, "seed": seed, "root": root, "device": "cpu", "progress": False,
                                      "out_dir": str(out / f"{name}-seed{seed}")}))
             assert (run.settings.amp_dtype == "bfloat16") == (name == "bf16"), run.settings
@@ -101,7 +101,7 @@ def compare_training(epochs: int, seeds: list[int], root: str | None, out: Path,
             print(f"seed {seed} {name}: trained {run.seconds / 60:.1f} min, val mIoU {score['miou']:.4f}, "
                   f"pixel accuracy {score['pixel_accuracy']:.4f} ({steps} steps)", flush=True)
     os.environ.pop("SEGLAB_CPU_BF16", None)
-    cpu_bf16_pays_off.cache_clear()
+    bf16_choice.cache_clear()
     print(f"\n{recipe_name} for {epochs} epochs, seeds {seeds}, val ({scores['fp32'][0]['images']} images at "
           f"{'x'.join(map(str, scores['fp32'][0]['resolution']))}), all scored in fp32")
     for key, label in (("miou", "mIoU"), ("pixel_accuracy", "pixel accuracy")):

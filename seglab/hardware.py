@@ -47,63 +47,52 @@ def cpu_amx_supported() -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
 def cpu_bf16_pays_off() -> bool:
-    """Whether bf16 autocast makes convolutions faster on this CPU: the one speed choice
-    the CPU's flags do not settle.
+    """Whether bf16 autocast makes convolutions faster on this CPU (see :func:`bf16_choice`)."""
+    return bf16_choice()[0]
+
+
+def bf16_reason() -> str:
+    """Why seglab computes in fp32 or bf16 on this CPU, in one line (``seglab info``)."""
+    return bf16_choice()[1]
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_choice() -> tuple[bool, str]:
+    """Whether bf16 autocast makes convolutions faster on this CPU, and why: the one speed
+    choice the CPU's flags do not settle. Decided once per process (``bf16_choice.cache_clear()``
+    decides again).
 
     - no native bf16 (AVX2): False, never timed (emulated, about 11x slower);
     - AMX: True (about 3x faster for a U-Net);
-    - native bf16 without AMX: measured, once per process (about 0.2 s): a small
-      convolution block, forward and backward, in fp32 and under bf16 autocast; bf16 is
-      chosen when it is at least 1.2x faster. Measured on 2-core CPUs of this project:
-      Intel Xeon (AVX512-BF16) fp32 faster, the U-Net's training convolutions 359 vs 577 ms;
-      AMD EPYC (AVX512-BF16) bf16 faster, 539 vs 283 ms.
+    - native bf16 without AMX: measured (about 0.2 s): a small convolution block, forward and
+      backward, in fp32 and under bf16 autocast; bf16 is chosen when it is at least 1.2x
+      faster. Measured on 2-core CPUs of this project: Intel Xeon (AVX512-BF16) fp32 faster,
+      the U-Net's training convolutions 359 vs 577 ms; AMD EPYC (AVX512-BF16) bf16 faster,
+      539 vs 283 ms.
 
     ``SEGLAB_CPU_BF16=1`` or ``=0`` in the environment overrides the choice (to compare
     precisions, or to keep a run reproducible across days).
     """
-    forced = _forced_bf16()
-    if forced is not None:
-        return forced
-    if not cpu_bf16_supported():
-        return False
-    if cpu_amx_supported():
-        return True
-    times = time_conv_block()
-    _BF16_TIMING.clear()
-    _BF16_TIMING.update(times)
-    return times["fp32"] >= 1.2 * times["bf16"]
-
-
-_BF16_TIMING: dict[str, float] = {}   # the timing behind cpu_bf16_pays_off, where it timed
-
-
-def _forced_bf16() -> bool | None:
     value = os.environ.get("SEGLAB_CPU_BF16", "").strip().lower()
-    return True if value in ("1", "true", "yes", "on") else False if value in ("0", "false", "no", "off") else None
-
-
-def bf16_reason() -> str:
-    """Why :func:`cpu_bf16_pays_off` decided as it did, in one line (``seglab info``)."""
-    pays = cpu_bf16_pays_off()
-    if _forced_bf16() is not None:
-        return f"{'bf16' if pays else 'fp32'}: set by SEGLAB_CPU_BF16"
+    if value in ("1", "true", "yes", "on"):
+        return True, "bf16: set by SEGLAB_CPU_BF16"
+    if value in ("0", "false", "no", "off"):
+        return False, "fp32: set by SEGLAB_CPU_BF16"
     if not cpu_bf16_supported():
-        return "fp32: no native bf16 here (bf16 would be emulated, about 11x slower)"
+        return False, "fp32: no native bf16 here (bf16 would be emulated, about 11x slower)"
     if cpu_amx_supported():
-        return "bf16: AMX matrix units"
-    t = _BF16_TIMING
-    if not t:
-        return f"{'bf16' if pays else 'fp32'}: timed earlier in this process"
-    return (f"{'bf16' if pays else 'fp32'}: a small convolution block took {t['fp32'] * 1e3:.1f} ms in fp32, "
-            f"{t['bf16'] * 1e3:.1f} ms in bf16 ({t['fp32'] / t['bf16']:.2f}x; bf16 needs 1.2x)")
+        return True, "bf16: AMX matrix units"
+    t = time_conv_block()
+    pays = t["fp32"] >= 1.2 * t["bf16"]
+    return pays, (f"{'bf16' if pays else 'fp32'}: a small convolution block took {t['fp32'] * 1e3:.1f} ms in "
+                  f"fp32, {t['bf16'] * 1e3:.1f} ms in bf16 ({t['fp32'] / t['bf16']:.2f}x; bf16 needs 1.2x)")
 
 
 def time_conv_block(repeats: int = 3) -> dict[str, float]:
     """Seconds for one forward and backward pass of a small channels_last convolution block
     (16 -> 32 -> 32 channels, 3x3, a batch of 8 at 64x96), best of ``repeats``, in fp32 and
-    under bf16 autocast: the measurement behind :func:`cpu_bf16_pays_off`."""
+    under bf16 autocast: the measurement behind :func:`bf16_choice`."""
     seconds = {}
     with torch.inference_mode(False), torch.enable_grad():   # callers may be scoring under no_grad
         generator = torch.Generator().manual_seed(0)

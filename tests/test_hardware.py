@@ -13,11 +13,11 @@ from seglab.models import UNet, fold_batchnorm
 
 @pytest.fixture
 def fresh_bf16_choice(monkeypatch):
-    """cpu_bf16_pays_off is decided once per process; these tests decide it again."""
+    """bf16_choice is decided once per process; these tests decide it again."""
     monkeypatch.delenv("SEGLAB_CPU_BF16", raising=False)
-    hardware.cpu_bf16_pays_off.cache_clear()
+    hardware.bf16_choice.cache_clear()
     yield
-    hardware.cpu_bf16_pays_off.cache_clear()
+    hardware.bf16_choice.cache_clear()
 
 
 def _fake_cpu(monkeypatch, bf16: bool, amx: bool, fp32_s: float = 1.0, bf16_s: float = 1.0) -> list:
@@ -55,7 +55,7 @@ def test_seglab_info_says_why_it_chose_its_cpu_precision(monkeypatch, fresh_bf16
     _fake_cpu(monkeypatch, bf16, amx, fp32_s, bf16_s)
     assert hardware.bf16_reason().startswith(words)
     monkeypatch.setenv("SEGLAB_CPU_BF16", "0")
-    hardware.cpu_bf16_pays_off.cache_clear()
+    hardware.bf16_choice.cache_clear()
     assert hardware.bf16_reason() == "fp32: set by SEGLAB_CPU_BF16"
 
 

@@ -29,4 +29,4 @@ def test_training_comparison_trains_every_seed_in_fp32_and_in_bf16(synthetic_cam
     out = capsys.readouterr().out
     assert "bf16 - fp32 per seed" in out and "fp32 between seeds" in out
     assert "SEGLAB_CPU_BF16" not in os.environ   # the override is not left behind
-    hardware.cpu_bf16_pays_off.cache_clear()
+    hardware.bf16_choice.cache_clear()
