@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .errors import SeglabError
+
 
 def get_device(name: str | None = None) -> torch.device:
     """``name`` if given ('cpu', 'cuda', 'cuda:1', 'mps'), else CUDA, then MPS, then CPU."""
@@ -79,6 +81,9 @@ def bf16_choice() -> tuple[bool, str]:
         return True, "bf16: set by SEGLAB_CPU_BF16"
     if value in ("0", "false", "no", "off"):
         return False, "fp32: set by SEGLAB_CPU_BF16"
+    if value:
+        raise SeglabError(f"SEGLAB_CPU_BF16={os.environ['SEGLAB_CPU_BF16']!r} is neither on nor off: set it to 1 "
+                          f"(bf16) or 0 (fp32), or unset it to let seglab time both precisions on this CPU")
     if not cpu_bf16_supported():
         return False, "fp32: no native bf16 here (bf16 would be emulated, about 11x slower)"
     if cpu_amx_supported():

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from seglab import hardware
 from seglab.engine import evaluate, prepare_model
+from seglab.errors import SeglabError
 from seglab.models import UNet, fold_batchnorm
 
 
@@ -57,6 +58,12 @@ def test_seglab_info_says_why_it_chose_its_cpu_precision(monkeypatch, fresh_bf16
     monkeypatch.setenv("SEGLAB_CPU_BF16", "0")
     hardware.bf16_choice.cache_clear()
     assert hardware.bf16_reason() == "fp32: set by SEGLAB_CPU_BF16"
+
+
+def test_a_misspelt_bf16_override_is_an_error_that_names_the_variable(monkeypatch, fresh_bf16_choice):
+    monkeypatch.setenv("SEGLAB_CPU_BF16", "ture")
+    with pytest.raises(SeglabError, match="SEGLAB_CPU_BF16='ture'.*1.*0"):
+        hardware.choose_settings("cpu")
 
 
 @pytest.mark.parametrize("value, expected", [("1", "bfloat16"), ("on", "bfloat16"), ("0", None), ("off", None)])
