@@ -119,6 +119,22 @@ def test_cpu_class_names_the_capability_and_bf16_support():
     assert ("AMX" in label) == hardware.cpu_bf16_supported()   # '+AMX' or ', no AMX' once bf16 is there
 
 
+def test_cpu_info_names_the_x86_generation_of_the_first_processor(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                       "model name\t: AMD EPYC\nflags\t\t: fpu avx512f\n\n"
+                       "processor\t: 1\ncpu family\t: 99\nmodel\t\t: 9\nmodel name\t: Other\n")
+    read = hardware.read_cpuinfo
+    assert read(tmp_path / "missing") == {}
+    monkeypatch.setattr(hardware, "read_cpuinfo", lambda: read(cpuinfo))
+    info = hardware.cpu_info()
+    assert (info["model"], info["generation"]) == ("AMD EPYC", "x86 family 26 model 2")
+    assert hardware.cpu_class().startswith("AMD EPYC, x86 family 26 model 2 (")
+    monkeypatch.setattr(hardware, "read_cpuinfo", lambda: {})   # no /proc/cpuinfo (macOS, Windows)
+    assert hardware.cpu_info()["generation"] == ""
+    assert ", x86" not in hardware.cpu_class()
+
+
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_memory_reuse_switches_on_and_back_on_glibc():
     assert hardware.choose_settings("cpu").reuse_memory
