@@ -102,6 +102,12 @@ RECIPES: dict[str, dict] = {
     # cross-entropy plus a Lovász-softmax term (Berman et al. 2018) 0.3824 / 0.8081; hard-pixel mining
     # (OHEM, p < 0.7, at least an eighth of the pixels) 0.3888 / 0.8168; a stride-4 stem at 360x480
     # (crops 352x480) 0.4091 / 0.8337 (109 epochs). None taken.
+    # On that machine the recipe's val mIoU stops rising after about 60 of its 129 epochs (0.57 from
+    # epoch 51 on, train loss still falling), so more steps are not what is missing there. Spending them
+    # on capacity or data instead (daylight hold-out, one run each, 2026-12-02): 360x480 with crops
+    # 352x480 (the stride-2 stem kept) 0.4055 / 0.8173 (67 epochs); width 24 0.3991 / 0.8247 (86);
+    # train + val 0.3955 / 0.8205 (117). The recipe itself, run again the same day: 0.4165 / 0.8302
+    # (168 epochs), 0.01 above its first run: that is the noise of one run here. None taken.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
