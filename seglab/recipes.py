@@ -97,7 +97,7 @@ RECIPES: dict[str, dict] = {
     # gap is mostly compute (the shipped run did about 37x the convolution work), not only the unseen drive.
     # A faster machine of the same class (AMD EPYC, x86 family 26, 2026-12-02, 149 ms per step) ran the
     # recipe unchanged for 129, 132 and 131 epochs: test 0.5039 / 0.8515, 0.4882 / 0.8376 and 0.4862 /
-    # 0.8414 (mean 0.493 / 0.844). Tried there on
+    # 0.8414, and in a later session 120 epochs, 0.4936 / 0.8429 (mean of four 0.493 / 0.843). Tried there on
     # the daylight hold-out (one run each, test not scored): as it is 0.4066 / 0.8333 (156 epochs);
     # cross-entropy plus a Lovász-softmax term (Berman et al. 2018) 0.3824 / 0.8081; hard-pixel mining
     # (OHEM, p < 0.7, at least an eighth of the pixels) 0.3888 / 0.8168; a stride-4 stem at 360x480
