@@ -107,7 +107,8 @@ RECIPES: dict[str, dict] = {
     # on capacity or data instead (daylight hold-out, one run each, 2026-12-02): 360x480 with crops
     # 352x480 (the stride-2 stem kept) 0.4055 / 0.8173 (67 epochs); width 24 0.3991 / 0.8247 (86);
     # train + val 0.3955 / 0.8205 (117). The recipe itself, run again the same day: 0.4165 / 0.8302
-    # (168 epochs), 0.01 above its first run: that is the noise of one run here. None taken.
+    # (168 epochs), 0.01 above its first run: that is the noise of one run here. Against the plateau,
+    # stronger scale augmentation (scale=(0.5, 2.0), DeepLab's range): 0.3888 / 0.8173 (159). None taken.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
