@@ -118,8 +118,8 @@ RECIPES: dict[str, dict] = {
     # val: 0.580 / 0.582 / 0.580 / 0.575 and 0.571 / 0.571 / 0.568 / 0.563, so 0.75 stays. None taken.
     # 2026-12-03, same machine and check: residual U-Net blocks (a shortcut around each pair of 3x3
     # convolutions) 0.4127 / 0.8334; per-image input standardisation 0.3373 / 0.7527 (road 0.78,
-    # pavement 0.20); CutMix (a box from the batch neighbour, half
-    # the batches) 0.4044 / 0.8375; SGD momentum 0.9, lr 0.03, weight decay 5e-4 0.3828 / 0.8037. None taken.
+    # pavement 0.20); CutMix (a box from the batch neighbour, half the batches) 0.4044 / 0.8375; SGD
+    # momentum 0.9, lr 0.03, weight decay 5e-4 0.3828 / 0.8037. None taken.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
