@@ -97,9 +97,9 @@ RECIPES: dict[str, dict] = {
     # gap is mostly compute (the shipped run did about 37x the convolution work), not only the unseen drive.
     # A faster machine of the same class (AMD EPYC, x86 family 26, 2026-12-02, 149 ms per step) ran the
     # recipe unchanged for 129, 132 and 131 epochs: test 0.5039 / 0.8515, 0.4882 / 0.8376 and 0.4862 /
-    # 0.8414, and in later sessions 120 epochs, 0.4936 / 0.8429, and 135, 0.4917 / 0.8445 (mean of
-    # five 0.493 / 0.844). Tried there on the daylight hold-out (one run each, test not scored): as it
-    # is 0.4066 / 0.8333 (156 epochs);
+    # 0.8414, and in later sessions 120 epochs, 0.4936 / 0.8429, 135, 0.4917 / 0.8445, and 100 (a slower
+    # hour), 0.4973 / 0.8483 (mean of six 0.493 / 0.844). Tried there on the daylight hold-out (one
+    # run each, test not scored): as it is 0.4066 / 0.8333 (156 epochs);
     # cross-entropy plus a Lovász-softmax term (Berman et al. 2018) 0.3824 / 0.8081; hard-pixel mining
     # (OHEM, p < 0.7, at least an eighth of the pixels) 0.3888 / 0.8168; a stride-4 stem at 360x480
     # (crops 352x480) 0.4091 / 0.8337 (109 epochs). None taken.
@@ -120,6 +120,9 @@ RECIPES: dict[str, dict] = {
     # convolutions) 0.4127 / 0.8334; per-image input standardisation 0.3373 / 0.7527 (road 0.78,
     # pavement 0.20); CutMix (a box from the batch neighbour, half the batches) 0.4044 / 0.8375; SGD
     # momentum 0.9, lr 0.03, weight decay 5e-4 0.3828 / 0.8037. None taken.
+    # Spending the plateau's spare steps on a second model instead (same check, 2026-12-03): two
+    # 7.5-minute runs (seeds 1 and 2, 84 and 80 epochs) scored 0.3820 and 0.3910 alone, and
+    # 0.4056 / 0.8329 with their softmax outputs averaged: what one 15-minute model scores. Not taken.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
