@@ -126,10 +126,10 @@ RECIPES: dict[str, dict] = {
     # Zooming on the rare classes (half the images of each batch cropped to 1/1.5-1/2 of their size around a
     # random pole, sign, fence, pedestrian or bicyclist pixel and resized back, a scratch change): 0.3796 /
     # 0.8019 (144 epochs; pole 0.11, pedestrian 0.15). Not taken.
-    # Four more (same check, 2026-12-03, scratch changes): median-frequency weights to the power 0.75
+    # Five more (same check, 2026-12-03, scratch changes): median-frequency weights to the power 0.75
     # instead of 0.5 0.4045 / 0.8243 (rebalance 0 to 1 on that model: 0.393 to 0.405); a row-coordinate
     # input channel (CoordConv) 0.3745 / 0.8018; SiLU instead of ReLU 0.4112 / 0.8211; label smoothing
-    # 0.1 0.4014 / 0.8263. None taken.
+    # 0.1 0.4014 / 0.8263; squeeze-and-excitation after each block 0.3820 / 0.8025. None taken.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
