@@ -46,7 +46,7 @@ def _np(x) -> np.ndarray:
 
 # --------------------------------------------------------------------------- predictions
 
-def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, flip):
+def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, flip, scales=(1.0,)):
     """The logits of every batch of ``dataset``, in order, with the machine's inference settings
     (the one loop that :func:`predict_split` and :func:`predict_split_offsets` share)."""
     from torch.utils.data import DataLoader
@@ -62,23 +62,24 @@ def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progr
         from tqdm.auto import tqdm
         loader = tqdm(loader, desc="predicting", unit="batch", leave=False)
     for images, _ in loader:
-        yield predict_logits(model, images, work_size, settings, flip)
+        yield predict_logits(model, images, work_size, settings, flip, scales=scales)
 
 
 @torch.inference_mode()
 def predict_split(model: torch.nn.Module, dataset, work_size: tuple[int, int] | None = None,
                   batch_size: int = 8, device: str | torch.device | None = None, fast: bool = True,
-                  progress: bool = False, flip: bool = False) -> torch.Tensor:
+                  progress: bool = False, flip: bool = False, scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
     """Class maps (uint8 ``[N, H, W]``, on the CPU) of ``model`` for every pair of
     ``dataset`` (which yields normalised images at the labels' resolution). Like
     :func:`seglab.evaluate`, it runs the model at ``work_size`` and resizes the logits back,
     so the maps can be scored pixel for pixel and kept for plots and analysis. The model
     runs on ``device`` (default: the best available) with the machine's fast settings
     (:func:`seglab.hardware.choose_settings`). ``flip``: average with the mirrored image's
-    prediction (test-time augmentation, see :func:`seglab.predict_logits`)."""
+    prediction (test-time augmentation); ``scales``: average the class probabilities of
+    several sizes of each image (both see :func:`seglab.predict_logits`)."""
     return torch.cat([logits.argmax(1).to(torch.uint8).cpu()
                       for logits in _logits_per_batch(model, dataset, work_size, batch_size, device, fast,
-                                                      progress, flip)])
+                                                      progress, flip, scales)])
 
 
 @torch.inference_mode()

@@ -32,6 +32,16 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must look like 180x240 (got {text!r})") from None
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales must look like 0.75,0.875,1 (got {text!r})") from None
+    if not all(0.25 <= v <= 4 for v in values):
+        raise argparse.ArgumentTypeError(f"each scale must be between 0.25 and 4 (got {text!r})")
+    return values
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -105,6 +115,8 @@ def _on_off(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
 
 
+SCALES_HELP = ("multi-scale test-time augmentation: predict at these scales of the trained size and average "
+               "the class probabilities, e.g. 0.75,0.875,1 (default: the run's own --eval-scales; 1 = off)")
 FLIP_HELP = "flip test-time augmentation: also predict the mirrored image and average (2x compute)"
 REBALANCE_HELP = ("for a model trained with class weights: the share of the weighting (0 to 1) taken back by "
                   "per-class logit offsets; default: the run's own setting (0: the weighted model as trained)")
@@ -165,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-res", type=_non_negative_float,
                    help="share (0 to 1) of the steps trained first at half resolution (progressive resizing: "
                         "cheaper early steps, so more of them fit in a budget)")
+    p.add_argument("--eval-scales", type=_scales,
+                   help="test-time scales (of --size) whose predictions are averaged in validation and in "
+                        "later scoring, e.g. 0.75,0.875,1 (default 1: one scale)")
     p.add_argument("--augment", type=_on_off, help="training augmentation on/off")
     p.add_argument("--subset", type=_positive_int, help="train on this many images only")
     p.add_argument("--val-subset", type=_positive_int, help="validate on this many images only")
@@ -190,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
     p.add_argument("--fast", type=_on_off, default=True, help="per-device speed settings on/off")
     p.add_argument("--flip", action="store_true", help=FLIP_HELP)
+    p.add_argument("--scales", type=_scales, help=SCALES_HELP)
     p.add_argument("--rebalance", type=_non_negative_float, help=REBALANCE_HELP)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
@@ -204,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color", action="store_true", help="also write colourised PNGs (<name>_color.png)")
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
     p.add_argument("--flip", action="store_true", help=FLIP_HELP)
+    p.add_argument("--scales", type=_scales, help=SCALES_HELP)
     p.add_argument("--rebalance", type=_non_negative_float, help=REBALANCE_HELP)
 
     sub.add_parser("info", help="print the device, CPU class and the settings seglab would use")
@@ -233,7 +250,8 @@ def _cmd_train(args) -> int:
                "class_weights": args.class_weights, "rebalance": args.rebalance, "size": args.size,
                "crop": args.crop, "width": args.width, "depth": args.depth, "skip": args.skip,
                "batchnorm": args.batchnorm, "bilinear": args.bilinear,
-               "stem_stride": args.stem_stride, "low_res": args.low_res, "augment": args.augment, "subset": args.subset,
+               "stem_stride": args.stem_stride, "low_res": args.low_res, "eval_scales": args.eval_scales,
+               "augment": args.augment, "subset": args.subset,
                "val_subset": args.val_subset, "seed": args.seed, "device": args.device, "fast": args.fast,
                "compile": args.compile, "workers": args.workers}
     values.update({k: v for k, v in options.items() if v is not None})
@@ -283,12 +301,15 @@ def _resolve_checkpoint(args) -> str:
 def _cmd_evaluate(args) -> int:
     from .engine import evaluate_checkpoint
     result = evaluate_checkpoint(_resolve_checkpoint(args), args.split, args.root, args.batch_size,
-                                 args.device, args.fast, flip=args.flip, rebalance=args.rebalance)
+                                 args.device, args.fast, flip=args.flip, rebalance=args.rebalance,
+                                 scales=args.scales)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     h, w = result["resolution"]
     extras = ((", with flip test-time augmentation" if args.flip else "")
+              + (f", scales {','.join(f'{v:g}' for v in result['scales'])} averaged"
+                 if tuple(result["scales"]) != (1.0,) else "")
               + (f", rebalance {result['rebalance']:g}" if result["rebalance"] else ""))
     print(f"{result['checkpoint']} on {result['split']} ({result['images']} images at {h}x{w}, "
           f"{result['device']}, {result['seconds']:.1f} s{extras})")
@@ -303,7 +324,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_predict(args) -> int:
     from .predict import predict_files
     written, skipped = predict_files(_resolve_checkpoint(args), args.input, args.output, args.color,
-                                     args.device, flip=args.flip, rebalance=args.rebalance)
+                                     args.device, flip=args.flip, rebalance=args.rebalance, scales=args.scales)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"wrote {len(written)} label PNG(s) to {args.output}; skipped {len(skipped)}")

@@ -80,6 +80,8 @@ class TrainConfig:
     class_weights: str = "none"              # 'none', 'median', 'sqrt' or 'inverse'
     rebalance: float = 0.0                   # with class weights: share of the weighting taken back at
                                              # inference (0 to 1, see losses.logit_offsets)
+    eval_scales: tuple[float, ...] = (1.0,)  # test-time input scales (of size) whose predictions are
+                                             # averaged, in validation and in every later scoring
     # run
     seed: int = 0
     device: str | None = None
@@ -119,6 +121,9 @@ class TrainConfig:
              f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)} (got {self.class_weights!r})"),
             (0.0 <= self.rebalance <= 1.0, f"--rebalance must be between 0 and 1 (got {self.rebalance})"),
             (0.0 <= self.low_res < 1.0, f"--low-res must be at least 0 and below 1 (got {self.low_res})"),
+            (len(self.eval_scales) >= 1 and all(0.25 <= s <= 4 for s in self.eval_scales),
+             f"--eval-scales must be one or more factors between 0.25 and 4, such as 0.75,0.875,1 "
+             f"(got {self.eval_scales})"),
             (self.rebalance == 0 or self.class_weights != "none",
              "--rebalance takes back part of the class weighting: give it with --class-weights"),
             (all(s > 0 for s in self.size), f"--size must be positive (got {self.size})"),
@@ -300,10 +305,15 @@ def _as_plain(t: torch.Tensor) -> torch.Tensor:
     return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
 
 
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``size`` times ``scale``, each side rounded to a multiple of 8 (at least 8)."""
+    return tuple(max(8, round(side * scale / 8) * 8) for side in size)
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int, int] | None = None,
                    settings: SpeedSettings | None = None, flip: bool = False,
-                   offsets: torch.Tensor | None = None) -> torch.Tensor:
+                   offsets: torch.Tensor | None = None, scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
     """Logits for normalised images ``[N, C, H, W]`` at their own size: the images are
     resized to ``work_size`` (the resolution the model was trained at), and the logits
     resized back, so a label of any size can be scored pixel for pixel.
@@ -315,16 +325,41 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
 
     ``offsets``: per-class constants added to the logits (see
     :func:`seglab.losses.logit_offsets`); a model from :func:`seglab.load_model` already
-    carries its run's offsets in its last layer's bias."""
-    device = next(model.parameters()).device
+    carries its run's offsets in its last layer's bias.
+
+    ``scales`` other than ``(1.0,)`` is multi-scale test-time augmentation: the model
+    sees the images at each scale of ``work_size`` (rounded to a multiple of 8), and the
+    class probabilities of all scales, each resized to ``work_size``, are averaged. The
+    result is the log of those averaged probabilities, resized to the images' size, so ``argmax`` and
+    ``cross_entropy`` still work on it as on logits. A model trained on street scenes at
+    one size often does better on a slightly *smaller* view too (more of the scene fits
+    its receptive field), and the scales' mistakes partly cancel."""
     settings = settings or SpeedSettings()
-    x = _as_plain(images).to(device, non_blocking=True)
-    size = x.shape[-2:]
-    if work_size is not None and tuple(size) != tuple(work_size):
+    x = _as_plain(images).to(next(model.parameters()).device, non_blocking=True)
+    size = tuple(x.shape[-2:])
+    if tuple(scales) == (1.0,):
+        return _resized(_model_logits(model, x, work_size, settings, flip, offsets), size)
+    # Averaged at the working size (cheaper than at the images' size), then resized once.
+    base = tuple(work_size) if work_size is not None else size
+    probs = sum(_resized(_model_logits(model, x, scaled_size(base, s), settings, flip, offsets), base).softmax(1)
+                for s in scales) / len(scales)
+    return _resized(probs.clamp_min(1e-12).log(), size)
+
+
+def _resized(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=list(size), mode="bilinear", align_corners=False)
+
+
+def _model_logits(model: nn.Module, x: torch.Tensor, work_size: tuple[int, int] | None,
+                  settings: SpeedSettings, flip: bool, offsets: torch.Tensor | None) -> torch.Tensor:
+    """fp32 logits of plain images ``x`` seen at ``work_size``, at the size the model returns."""
+    if work_size is not None and tuple(x.shape[-2:]) != tuple(work_size):
         x = F.interpolate(x, size=list(work_size), mode="bilinear", align_corners=False, antialias=True)
     if settings.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with autocast(device, settings):
+    with autocast(x.device, settings):
         logits = model(x)
         if flip:
             mirrored = model(x.flip(-1)).flip(-1)
@@ -333,8 +368,6 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
         logits = (logits + mirrored.float()) / 2
     if offsets is not None:
         logits = logits + offsets.to(logits.device).view(1, -1, 1, 1)
-    if logits.shape[-2:] != size:
-        logits = F.interpolate(logits, size=list(size), mode="bilinear", align_corners=False)
     return logits
 
 
@@ -342,12 +375,13 @@ def predict_logits(model: nn.Module, images: torch.Tensor, work_size: tuple[int,
 def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | None,
              work_size: tuple[int, int] | None = None, batch_size: int = 8,
              settings: SpeedSettings | None = None, class_names=None, loader: DataLoader | None = None,
-             world: int = 1, flip: bool = False, offsets: torch.Tensor | None = None) -> dict:
+             world: int = 1, flip: bool = False, offsets: torch.Tensor | None = None,
+             scales: tuple[float, ...] = (1.0,)) -> dict:
     """Score ``model`` on ``dataset`` (pairs of normalised image and int64 mask at the
     labels' own resolution). Returns the metrics of :func:`seglab.metrics.scores` plus
     ``loss`` (mean cross-entropy over non-void pixels) and ``confusion`` (the matrix).
     ``flip``: average with the mirrored image's prediction; ``offsets``: per-class logit
-    offsets (both see :func:`predict_logits`). With ``settings.fold_batchnorm`` the
+    offsets; ``scales``: multi-scale averaging (all three see :func:`predict_logits`). With ``settings.fold_batchnorm`` the
     scoring runs on a copy with BatchNorm folded into the convolutions (the same logits,
     faster; :func:`seglab.models.fold_batchnorm`); ``model`` is left as it was."""
     was_training = model.training
@@ -360,7 +394,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
     loader = loader or DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     for images, masks in iterate(loader):
         masks = _as_plain(masks).to(device)
-        logits = predict_logits(net, images, work_size, settings, flip, offsets)
+        logits = predict_logits(net, images, work_size, settings, flip, offsets, scales)
         loss_sum[0] += F.cross_entropy(logits, masks, ignore_index=ignore, reduction="sum").double().cpu()
         loss_sum[1] += (masks != ignore).sum().cpu()
         cm.update(logits.argmax(1), masks)
@@ -376,13 +410,15 @@ def evaluate(model: nn.Module, dataset, num_classes: int, ignore_index: int | No
 def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root: str | None = None,
                         batch_size: int = 8, device: str | None = None, fast: bool = True,
                         subset: int | None = None, settings: SpeedSettings | None = None,
-                        flip: bool = False, rebalance: float | None = None) -> dict:
+                        flip: bool = False, rebalance: float | None = None,
+                        scales: tuple[float, ...] | None = None) -> dict:
     """Score a saved model on a split at the data's native resolution (CamVid: 360x480),
     the way published CamVid numbers are computed. ``settings`` overrides the per-device
     choice (``fast``), for example to compare precisions on one machine. ``flip``: flip
     test-time augmentation (twice the compute; the result records it). ``rebalance``: the
     share of the class weighting taken back (see :func:`seglab.load_model`; ``None``: the
-    run's own setting)."""
+    run's own setting). ``scales``: multi-scale test-time averaging (see
+    :func:`predict_logits`; ``None``: the run's own ``eval_scales``, 1.0 for older runs)."""
     from .checkpoint import load_model
     state = load_checkpoint(checkpoint)
     spec = get_spec(state.get("dataset", "camvid"))
@@ -392,13 +428,19 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
     model = prepare_model(model.to(dev), settings)
     data = SegmentationDataset(spec, root, split, None, eval_transforms(spec), subset=subset)
     work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
+    scales = tuple(scales or run_eval_scales(state))
     start = time.perf_counter()
     result = evaluate(model, data, spec.num_classes, spec.ignore_index, work, batch_size, settings,
-                      spec.class_names, flip=flip)
-    result.update(flip=flip, rebalance=state["rebalance"], split=split, images=len(data),
+                      spec.class_names, flip=flip, scales=scales)
+    result.update(flip=flip, scales=list(scales), rebalance=state["rebalance"], split=split, images=len(data),
                   seconds=time.perf_counter() - start, resolution=list(data.size), work_size=list(work),
                   device=describe(dev), checkpoint=str(checkpoint))
     return result
+
+
+def run_eval_scales(state: dict) -> tuple[float, ...]:
+    """The test-time scales a checkpoint's run was validated with (``(1.0,)`` before they existed)."""
+    return tuple(state.get("train_config", {}).get("eval_scales") or (1.0,))
 
 
 def prepare_model(model: nn.Module, settings: SpeedSettings, inference: bool = False) -> nn.Module:
@@ -737,7 +779,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                 try:
                     scores = evaluate(model, val_set, spec.num_classes, spec.ignore_index, config.size,
                                       per_rank_batch, settings, spec.class_names, loader=val_loader, world=world,
-                                      offsets=offsets)
+                                      offsets=offsets, scales=config.eval_scales)
                 except torch.OutOfMemoryError:
                     raise TrainingError(f"out of memory on {describe(device)} while validating with batch size "
                                         f"{per_rank_batch}: try --batch-size {max(1, config.batch_size // 2)} "
@@ -847,7 +889,8 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
     step_time = float(np.median(step_times)) * 1.02  # epoch starts and checkpoints between steps
     probe = torch.utils.data.Subset(val_set, list(range(min(len(val_set), 2 * config.batch_size))))
     t0 = time.perf_counter()
-    evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings)
+    evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings,
+             scales=config.eval_scales)
     val_time = (time.perf_counter() - t0) / max(1, len(probe)) * len(val_set) / world
     measured = pace if pace is not None else step_time
     full_time, low_time = half.split(measured, low_share) if half is not None else (measured, None)

@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .checkpoint import load_model
 from .datasets import get_spec
-from .engine import predict_logits, prepare_model
+from .engine import predict_logits, prepare_model, run_eval_scales
 from .errors import SeglabError
 from .hardware import choose_settings, get_device
 
@@ -31,12 +31,14 @@ def image_to_input(image: Image.Image, spec) -> torch.Tensor:
 
 def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, output: str | os.PathLike,
                   color: bool = False, device: str | None = None, flip: bool = False,
-                  rebalance: float | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+                  rebalance: float | None = None,
+                  scales: tuple[float, ...] | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Predict every image in ``inputs`` (a file or a folder) and write one 8-bit label PNG
     per image into ``output``, at the image's own size. Returns (written, skipped) where
     skipped lists (path, reason) for files that are not readable images. ``flip``: flip
-    test-time augmentation (see :func:`seglab.predict_logits`); ``rebalance``: see
-    :func:`seglab.load_model`."""
+    test-time augmentation and ``scales`` multi-scale averaging (see
+    :func:`seglab.predict_logits`; ``None``: the run's own ``eval_scales``); ``rebalance``:
+    see :func:`seglab.load_model`."""
     from .viz import colorize
 
     inputs, output = Path(inputs), Path(output)
@@ -53,6 +55,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     model, state = load_model(checkpoint, rebalance=rebalance)
     spec = get_spec(state.get("dataset", "camvid"))
     work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
+    scales = tuple(scales or run_eval_scales(state))
     dev = get_device(device)
     settings = choose_settings(dev, training=False)
     model = prepare_model(model.to(dev).eval(), settings, inference=True)
@@ -66,7 +69,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             skipped.append((path, f"not a readable image ({type(err).__name__})"))
             continue
-        pred = predict_logits(model, x, work, settings, flip).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        pred = predict_logits(model, x, work, settings, flip, scales=scales).argmax(1)[0].to(torch.uint8).cpu().numpy()
         target = targets[path]
         Image.fromarray(pred, mode="L").save(target)
         written.append(target)

@@ -122,6 +122,21 @@ def test_predict_split_with_flip_scores_equal_evaluate_with_flip(synthetic_camvi
     assert not torch.equal(preds, plain)  # an untrained model is not mirror-symmetric
 
 
+def test_predict_split_with_scales_scores_equal_evaluate_with_the_same_scales(synthetic_camvid):
+    from seglab.engine import evaluate
+    from seglab.metrics import ConfusionMatrix
+
+    data = CamVid(synthetic_camvid, "test", transform=eval_transforms("camvid"), progress=False)
+    torch.manual_seed(0)
+    model = UNet(3, 11, width=4, depth=2).eval()
+    preds = predict_split(model, data, work_size=(32, 40), batch_size=3, fast=False, scales=(0.75, 1.0))
+    cm = ConfusionMatrix(11, 11)
+    cm.update(preds, data.masks)
+    assert cm.matrix.tolist() == evaluate(model, data, 11, 11, work_size=(32, 40), batch_size=2,
+                                          scales=(0.75, 1.0))["confusion"]
+    assert not torch.equal(preds, predict_split(model, data, work_size=(32, 40), batch_size=3, fast=False))
+
+
 def test_several_decision_rules_from_one_pass_match_models_with_the_offsets_in_their_bias(synthetic_camvid):
     """Logit offsets are constants: adding them after the pass decides as a model whose last
     bias holds them (what load_model(..., rebalance=s) builds), so one pass serves all shares."""

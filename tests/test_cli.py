@@ -36,6 +36,13 @@ def test_train_evaluate_predict_from_the_shell(synthetic_camvid, tmp_path):
     assert mirrored.returncode == 0, mirrored.stderr
     assert "with flip test-time augmentation" in mirrored.stdout and "mean IoU" in mirrored.stdout
 
+    zoomed = seglab("evaluate", "--checkpoint", str(out / "best.pt"), "--split", "test", "--root",
+                    str(synthetic_camvid), "--scales", "0.75,1", "--json")
+    assert zoomed.returncode == 0, zoomed.stderr
+    assert json.loads(zoomed.stdout)["scales"] == [0.75, 1.0] and result["scales"] == [1.0]
+    wrong = seglab("evaluate", "--checkpoint", str(out / "best.pt"), "--scales", "0.75,big")
+    assert wrong.returncode == 2 and "--scales" in wrong.stderr and "0.75,0.875,1" in wrong.stderr
+
     predicted = seglab("predict", "--checkpoint", str(out / "best.pt"), "--input",
                        str(synthetic_camvid / "test"), "--output", str(tmp_path / "pred"), "--color")
     assert predicted.returncode == 0, predicted.stderr
@@ -49,6 +56,11 @@ def test_train_evaluate_predict_from_the_shell(synthetic_camvid, tmp_path):
                      "--output", str(tmp_path / "pred_flip"), "--flip")
     assert flipped.returncode == 0, flipped.stderr
     assert Image.open(tmp_path / "pred_flip" / source.name).size == label.size
+
+    scaled = seglab("predict", "--checkpoint", str(out / "best.pt"), "--input", str(source),
+                    "--output", str(tmp_path / "pred_scales"), "--scales", "0.75,1")
+    assert scaled.returncode == 0, scaled.stderr
+    assert Image.open(tmp_path / "pred_scales" / source.name).size == label.size
 
 
 def test_a_weighted_run_is_scored_and_predicted_at_the_rebalance_asked_for(synthetic_camvid, tmp_path):

@@ -10,7 +10,7 @@ from seglab.checkpoint import load_checkpoint, load_model
 from seglab.errors import CheckpointError, SeglabError
 from seglab.losses import logit_offsets
 from seglab.engine import (TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_steps,
-                           predict_logits, suggest_lr)
+                           predict_logits, scaled_size, suggest_lr)
 from seglab.models import UNet
 
 
@@ -144,6 +144,46 @@ def test_flip_prediction_averages_the_image_and_its_mirror():
         flipped = predict_logits(model, x, flip=True)
     assert torch.allclose(flipped, expected, atol=1e-5)
     assert not torch.allclose(plain, flipped, atol=1e-5)  # the model is not mirror-symmetric
+
+
+def test_multi_scale_prediction_averages_the_probabilities_of_each_scale():
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    model = UNet(3, 5, width=4, depth=2).eval()
+    x = torch.randn(2, 3, 30, 40)
+    work = (24, 32)
+    with torch.no_grad():
+        probs = []
+        for scale in (0.75, 1.0):
+            size = scaled_size(work, scale)
+            logits = model(F.interpolate(x, size=list(size), mode="bilinear", align_corners=False, antialias=True))
+            probs.append(F.interpolate(logits, size=list(work), mode="bilinear", align_corners=False).softmax(1))
+        expected = F.interpolate(((probs[0] + probs[1]) / 2).log(), size=[30, 40], mode="bilinear",
+                                 align_corners=False)
+        averaged = predict_logits(model, x, work, scales=(0.75, 1.0))
+        single = predict_logits(model, x, work, scales=(1.0,))
+    assert scaled_size(work, 0.75) == (16, 24)   # each side a multiple of 8
+    assert averaged.shape == (2, 5, 30, 40)
+    assert torch.allclose(averaged, expected, atol=1e-5)
+    assert torch.equal(single, predict_logits(model, x, work))   # one scale: the plain logits, unchanged
+    assert not torch.allclose(averaged.softmax(1), single.softmax(1), atol=1e-3)   # the other scale counts
+
+
+def test_a_run_is_scored_with_its_own_eval_scales_unless_told_otherwise(synthetic_camvid, tmp_path):
+    run = fit(tiny(synthetic_camvid, tmp_path / "run", eval_scales=(0.75, 1.0), epochs=1))
+    assert tuple(load_checkpoint(tmp_path / "run" / "last.pt")["train_config"]["eval_scales"]) == (0.75, 1.0)
+    own = evaluate_checkpoint(tmp_path / "run" / "last.pt", "val", str(synthetic_camvid))
+    single = evaluate_checkpoint(tmp_path / "run" / "last.pt", "val", str(synthetic_camvid), scales=(1.0,))
+    assert own["scales"] == [0.75, 1.0] and single["scales"] == [1.0]
+    assert own["miou"] == pytest.approx(run.history[-1]["val_miou"])   # validation used the same scales
+    assert own["confusion"] != single["confusion"]
+
+
+def test_eval_scales_outside_a_sensible_range_are_refused_with_the_option_named():
+    with pytest.raises(SeglabError, match="--eval-scales"):
+        TrainConfig(eval_scales=(0.1, 1.0)).validate()
+    with pytest.raises(SeglabError, match="--eval-scales"):
+        TrainConfig(eval_scales=()).validate()
 
 
 def test_a_rebalanced_run_saves_its_class_weights_and_load_model_applies_the_offsets(synthetic_camvid, tmp_path):
