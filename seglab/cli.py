@@ -33,12 +33,14 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _scales(text: str) -> tuple[float, ...]:
+    from .engine import EVAL_SCALE_RANGE
+    low, high = EVAL_SCALE_RANGE
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"scales must look like 0.75,0.875,1 (got {text!r})") from None
-    if not all(0.25 <= v <= 4 for v in values):
-        raise argparse.ArgumentTypeError(f"each scale must be between 0.25 and 4 (got {text!r})")
+    if not all(low <= v <= high for v in values):
+        raise argparse.ArgumentTypeError(f"each scale must be between {low:g} and {high:g} (got {text!r})")
     return values
 
 

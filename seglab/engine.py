@@ -121,9 +121,10 @@ class TrainConfig:
              f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)} (got {self.class_weights!r})"),
             (0.0 <= self.rebalance <= 1.0, f"--rebalance must be between 0 and 1 (got {self.rebalance})"),
             (0.0 <= self.low_res < 1.0, f"--low-res must be at least 0 and below 1 (got {self.low_res})"),
-            (len(self.eval_scales) >= 1 and all(0.25 <= s <= 4 for s in self.eval_scales),
-             f"--eval-scales must be one or more factors between 0.25 and 4, such as 0.75,0.875,1 "
-             f"(got {self.eval_scales})"),
+            (len(self.eval_scales) >= 1 and all(EVAL_SCALE_RANGE[0] <= s <= EVAL_SCALE_RANGE[1]
+                                                for s in self.eval_scales),
+             f"--eval-scales must be one or more factors between {EVAL_SCALE_RANGE[0]:g} and "
+             f"{EVAL_SCALE_RANGE[1]:g}, such as 0.75,0.875,1 (got {self.eval_scales})"),
             (self.rebalance == 0 or self.class_weights != "none",
              "--rebalance takes back part of the class weighting: give it with --class-weights"),
             (all(s > 0 for s in self.size), f"--size must be positive (got {self.size})"),
@@ -162,6 +163,8 @@ def set_seed(seed: int) -> None:
 OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
 CLASS_WEIGHTS = ("none", "median", "sqrt", "inverse")
 LOSSES = ("ce", "dice", "ce+dice")
+EVAL_SCALE_RANGE = (0.25, 4.0)   # test-time scales outside it would shrink a street scene to a few
+                                 # pixels or blow it up past memory: refused by the config and the CLI
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):

@@ -69,7 +69,8 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             skipped.append((path, f"not a readable image ({type(err).__name__})"))
             continue
-        pred = predict_logits(model, x, work, settings, flip, scales=scales).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        logits = predict_logits(model, x, work, settings, flip, scales=scales)
+        pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         target = targets[path]
         Image.fromarray(pred, mode="L").save(target)
         written.append(target)

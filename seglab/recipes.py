@@ -99,8 +99,7 @@ RECIPES: dict[str, dict] = {
     # recipe unchanged for 129, 132 and 131 epochs: test 0.5039 / 0.8515, 0.4882 / 0.8376 and 0.4862 /
     # 0.8414, and in later sessions 120 epochs, 0.4936 / 0.8429, 135, 0.4917 / 0.8445, and 100 (a slower
     # hour), 0.4973 / 0.8483, 104, 0.4745 / 0.8331, and 116, 0.4818 / 0.8380 (mean of eight 0.490 / 0.842).
-    # Tried there on the
-    # daylight hold-out (one run each, test not scored): as it is 0.4066 / 0.8333 (156 epochs);
+    # Tried there on the daylight hold-out (one run each, test not scored): as it is 0.4066 / 0.8333 (156 epochs);
     # cross-entropy plus a Lovász-softmax term (Berman et al. 2018) 0.3824 / 0.8081; hard-pixel mining
     # (OHEM, p < 0.7, at least an eighth of the pixels) 0.3888 / 0.8168; a stride-4 stem at 360x480
     # (crops 352x480) 0.4091 / 0.8337 (109 epochs). None taken.
