@@ -135,6 +135,24 @@ def test_cpu_info_names_the_x86_generation_of_the_first_processor(tmp_path, monk
     assert ", x86" not in hardware.cpu_class()
 
 
+@pytest.mark.skipif(not hardware.read_cpuinfo().get("flags"), reason="needs a Linux /proc/cpuinfo with flags")
+def test_amx_is_detected_as_the_kernel_reports_it():
+    # torch moved its AMX probe between releases; seglab once looked in the old place only and
+    # called an AMX Xeon 'no AMX' (bf16 was still chosen, by timing, but the label was wrong)
+    assert hardware.cpu_amx_supported() == ("amx_tile" in hardware.read_cpuinfo()["flags"].split())
+
+
+def test_amx_falls_back_to_the_cpu_flags_where_torch_has_no_probe(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    read = hardware.read_cpuinfo
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    monkeypatch.delattr(torch._C._cpu, "_is_amx_tile_supported", raising=False)
+    for flags, expected in (("fpu avx512f avx512_bf16 amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", False)):
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(hardware, "read_cpuinfo", lambda: read(cpuinfo))
+        assert hardware.cpu_amx_supported() is expected
+
+
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_memory_reuse_switches_on_and_back_on_glibc():
     assert hardware.choose_settings("cpu").reuse_memory
