@@ -147,7 +147,8 @@ RECIPES: dict[str, dict] = {
     # 1, 0.5 to 1, 0.75 to 1.125, and flips on top) were within 0.005 of this one: it stays.
     # On an Intel Xeon with AMX (x86 family 6 model 167, 2 cores, 2026-12-03), the class the targets
     # came from: 77 to 81 epochs, test mean of four runs 0.494 / 0.850. AMX makes width 32 cost only
-    # 2x width 16 there (292 vs 150 ms per step), but width 24 had lost on two other machines' hold-out.
+    # 2x width 16 there (292 vs 150 ms per step); width 32 on the daylight hold-out there: 60 epochs, 0.3978
+    # (three scales), 0.3913 at one scale, not above the recipe's 0.396 to 0.417 elsewhere. Not taken.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
