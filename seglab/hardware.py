@@ -43,13 +43,12 @@ def cpu_bf16_supported() -> bool:
 def cpu_amx_supported() -> bool:
     """True when the CPU has AMX tiles (Intel Sapphire Rapids and newer), the matrix units
     that make bf16 convolutions fast, as opposed to merely supported."""
-    for probe in (getattr(torch.cpu, "_is_amx_tile_supported", None),           # torch 2.3 and newer
-                  getattr(getattr(torch._C, "_cpu", None), "_is_amx_tile_supported", None)):
-        if probe is not None:
-            try:
-                return bool(probe())
-            except RuntimeError:
-                pass
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)   # it wraps torch._C._cpu's where that exists
+    if probe is not None:
+        try:
+            return bool(probe())
+        except RuntimeError:
+            pass
     return "amx_tile" in read_cpuinfo().get("flags", "").split()   # Linux, where torch cannot tell
 
 

@@ -146,7 +146,6 @@ def test_amx_falls_back_to_the_cpu_flags_where_torch_has_no_probe(tmp_path, monk
     cpuinfo = tmp_path / "cpuinfo"
     read = hardware.read_cpuinfo
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
-    monkeypatch.delattr(torch._C._cpu, "_is_amx_tile_supported", raising=False)
     for flags, expected in (("fpu avx512f avx512_bf16 amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", False)):
         cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         monkeypatch.setattr(hardware, "read_cpuinfo", lambda: read(cpuinfo))
