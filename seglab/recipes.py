@@ -49,10 +49,10 @@ RECIPES: dict[str, dict] = {
     # Training on train + val (as the pretrained recipe then did) was checked on the daylight hold-out
     # only: with 0006R0 held out and val's 101 frames of 0016E5 added, 0.342 / 0.767 against
     # 0.371 / 0.808 without them (benchmarks/heldout_drive.py, one run each). Not taken.
-    # val_every=3: the run keeps its last model, so validation is only a progress report, and at
-    # every epoch it took about 4 s of each 32 s epoch (an eighth of the budget). Validating every
-    # third epoch (and after the last) leaves room for 31 epochs instead of 27; decided on that
-    # cost alone, before any score. benchmarks/accuracy.py, four runs: 31 epochs, val 0.561 / 0.898,
+    # val_every=3 (10 since 2026-12-03, see below): the run keeps its last model, so validation is only
+    # a progress report, and at every epoch it took about 4 s of each 32 s epoch (an eighth of the
+    # budget). Validating every third epoch (and after the last) leaves room for 31 epochs instead
+    # of 27; decided on that cost alone, before any score. benchmarks/accuracy.py, four runs: 31 epochs, val 0.561 / 0.898,
     # test 0.4604 / 0.8392; 30 epochs, val 0.552 / 0.889, test 0.4455 / 0.8300; 29 epochs, val
     # 0.549 / 0.894, test 0.4470 / 0.8342; 29 epochs (a slower day: 682 ms per step), val 0.547,
     # test 0.4424 / 0.8261.
@@ -149,10 +149,22 @@ RECIPES: dict[str, dict] = {
     # came from: 77 to 81 epochs, test mean of four runs 0.494 / 0.850. AMX makes width 32 cost only
     # 2x width 16 there (292 vs 150 ms per step); width 32 on the daylight hold-out there: 60 epochs, 0.3978
     # (three scales), 0.3913 at one scale, not above the recipe's 0.396 to 0.417 elsewhere. Not taken.
+    # val_every=10 (from 3) and the logits upsampled in fp32 and NCHW (UNet.forward): both chosen for their
+    # cost alone, before any score (the AMX Xeon, 2026-12-03). There each validation (101 images at three
+    # scales) took about 6 s: 19 % of the budget at every third epoch, 7 % at every tenth; and the upsampling
+    # of the logits with its backward pass cost 10 of a step's 165 ms in bf16 channels_last. The budget then
+    # holds 94 epochs instead of 77 to 81. benchmarks/accuracy.py, three runs: test 0.5077 / 0.8567, 0.4893 /
+    # 0.8498, 0.5062 / 0.8563 (mean 0.501 / 0.854; val 0.608 in all three) against the four runs before,
+    # mean 0.494 / 0.850. Daylight hold-out (heldout_drive.py --drive 0006R0): 127 epochs, 0.4078 / 0.8298.
+    # Tried there and not taken: a sub-pixel head (a 1x1 convolution to four logit sets per location,
+    # pixel-shuffled to twice the size, ICNR initialisation; the same cost as the upsampling it replaces)
+    # 0.3891 / 0.8143 on the hold-out (124 epochs, pole unchanged); torch.compile (317 vs 162 ms per step
+    # after 54 s of compiling); loading the next batch in a background thread while the step runs (181 and
+    # 186 vs 189 and 179 ms per step: no gain on 2 cores); a worker process (slower, as on the other CPUs).
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
-                     val_every=3, eval_scales=(0.75, 0.875, 1.0)),
+                     val_every=10, eval_scales=(0.75, 0.875, 1.0)),
     # The shipped pretrained model (resumable; see seglab/pretrained/MODEL_CARD.md): the
     # labels' own resolution (360x480, crops 352x480), the training split only, so that the
     # validation split stays held out and chooses between runs. Validation every 10th epoch

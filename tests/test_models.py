@@ -44,3 +44,17 @@ def test_match_and_concat_pads_or_crops_to_the_skip_size():
 def test_course_unet_has_the_parameter_count_the_notebooks_quote():
     # width 16, depth 4, bilinear, BatchNorm: the course recipe
     assert count_parameters(UNet(3, 11, width=16)) == 1_812_187
+
+
+def test_stride2_model_upsamples_its_logits_in_fp32_under_bf16_autocast():
+    # The upsampling of the logits runs in fp32 (cheaper there than in bf16 channels_last),
+    # so the output is fp32 at the input's size and agrees with the same model in fp32.
+    torch.manual_seed(0)
+    model = UNet(width=8, depth=2, stem_stride=2).eval()
+    x = torch.randn(2, 3, 48, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+    assert logits.dtype == torch.float32 and logits.shape == (2, 11, 48, 64)
+    assert (logits - reference).abs().max() < 0.1 * reference.abs().max()
