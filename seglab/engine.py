@@ -673,7 +673,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
         bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", dynamic_ncols=True)
     step_times: list[float] = []   # wall seconds from one step's end to the next (data loading included)
     replan_step = None             # after the first plan: the next step at which it is checked again
-    plan_mark = None               # (step, wall clock) of the last plan: the pace since then is measured
+    plan_mark = None               # (step, wall clock, seconds validated) at the last plan, for the pace since
+    val_seconds, last_val = 0.0, None  # wall seconds spent validating so far, and in the last pass
     half = None                    # with low_res: the cost of a half-resolution step (_HalfResolutionCost)
     last_end = time.perf_counter()
     with _Interrupt() as stop:
@@ -743,7 +744,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                         steps_per_epoch, step, world, half=half, low_end=low_end, since=step - 1)
                     calibrating = False
                     replan_step = max(step + 24, int(0.3 * total_steps))
-                    plan_mark = (step, time.perf_counter())
+                    plan_mark = (step, time.perf_counter(), val_seconds)
                     if bar is not None:
                         bar.total = total_steps
                         bar.refresh()
@@ -751,11 +752,16 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                     # the first plan rests on a dozen steps; at 30, 60 and 85 % of the run the
                     # pace since the last plan (loading, validation, epoch starts, a busier
                     # machine: everything) re-sizes what is left
-                    pace = (time.perf_counter() - plan_mark[1]) / max(1, step - plan_mark[0])
+                    # Validation time is taken out of the pace and planned on its own, from the last
+                    # pass: a validation every 10th epoch may or may not fall into a window of a few
+                    # dozen steps, and inside one it would make every remaining step look 30 % dearer.
+                    pace = ((time.perf_counter() - plan_mark[1] - (val_seconds - plan_mark[2]))
+                            / max(1, step - plan_mark[0]))
                     total_steps, epochs, low_end = _size_to_budget(
                         config, run_model, val_set, spec, settings, device, wall_start, step_times[-50:],
-                        steps_per_epoch, step, world, pace=pace, half=half, low_end=low_end, since=plan_mark[0])
-                    plan_mark = (step, time.perf_counter())
+                        steps_per_epoch, step, world, pace=pace, half=half, low_end=low_end, since=plan_mark[0],
+                        val_measured=last_val)
+                    plan_mark = (step, time.perf_counter(), val_seconds)
                     later = [int(f * total_steps) for f in (0.6, 0.85)]
                     replan_step = next((at for at in later if at > step + 24), None)
                     if bar is not None:
@@ -780,6 +786,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                 val_sampler = list(range(rank, len(val_set), world))
                 val_loader = DataLoader(torch.utils.data.Subset(val_set, val_sampler), batch_size=per_rank_batch,
                                         shuffle=False, num_workers=0)
+                val_start = time.perf_counter()
                 try:
                     scores = evaluate(model, val_set, spec.num_classes, spec.ignore_index, config.size,
                                       per_rank_batch, settings, spec.class_names, loader=val_loader, world=world,
@@ -790,6 +797,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
                                         f"or a smaller --size.") from None
                 record.update(val_loss=scores["loss"], val_miou=scores["miou"],
                               val_pixel_accuracy=scores["pixel_accuracy"])
+                last_val = time.perf_counter() - val_start
+                val_seconds += last_val
             record["seconds"] = time.perf_counter() - epoch_start
             record["images_per_second"] = images_seen / max(record["seconds"], 1e-9)
             history.append(record)
@@ -878,29 +887,32 @@ def plan_steps(budget: float, elapsed: float, step_time: float, val_time: float,
 
 def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, step_times, steps_per_epoch,
                     step, world, pace: float | None = None, half: "_HalfResolutionCost | None" = None,
-                    low_end: int = 0, since: int = 0) -> tuple[int, int, int]:
+                    low_end: int = 0, since: int = 0, val_measured: float | None = None) -> tuple[int, int, int]:
     """Measure the machine: wall seconds per training step (from the steps just run, data
-    loading included) and per validation pass (timed on a few images), then size the run
-    with :func:`plan_steps`. A re-plan passes ``pace``, the wall seconds per step since the
-    last plan (step ``since``) with validation and every other cost included, which is what
-    the rest of the run will cost. With ``config.low_res``, steps before ``low_end`` run at
-    half resolution and ``half`` knows what such a step costs next to a full one; while that
-    phase lasts, the plan moves its end to the same share of the new total (it never moves
+    loading included) and per validation pass (timed on a few images, or ``val_measured``,
+    the last real pass, when there was one), then size the run with :func:`plan_steps`. A
+    re-plan passes ``pace``, the wall seconds per step since the last plan (step ``since``)
+    with every cost but validation included (loading, epoch starts, checkpoints, a busier
+    machine), which is what the rest of the run's steps will cost. With ``config.low_res``,
+    steps before ``low_end`` run at half resolution and ``half`` knows what such a step costs
+    next to a full one; while that phase lasts, the plan moves its end to the same share of the new total (it never moves
     back once full resolution has begun). Returns (total steps, epochs, low_end). Under
     torchrun every process takes the smallest plan, so all stop at the same step."""
     low_share = max(0, min(step, low_end) - since) / max(1, step - since)  # of the timed steps
     low_res = config.low_res if step < low_end else 0.0
     step_time = float(np.median(step_times)) * 1.02  # epoch starts and checkpoints between steps
-    probe = torch.utils.data.Subset(val_set, list(range(min(len(val_set), 2 * config.batch_size))))
-    t0 = time.perf_counter()
-    evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings,
-             scales=config.eval_scales)
-    val_time = (time.perf_counter() - t0) / max(1, len(probe)) * len(val_set) / world
+    if val_measured is not None:
+        val_time = val_measured
+    else:
+        probe = torch.utils.data.Subset(val_set, list(range(min(len(val_set), 2 * config.batch_size))))
+        t0 = time.perf_counter()
+        evaluate(model, probe, spec.num_classes, spec.ignore_index, config.size, config.batch_size, settings,
+                 scales=config.eval_scales)
+        val_time = (time.perf_counter() - t0) / max(1, len(probe)) * len(val_set) / world
     measured = pace if pace is not None else step_time
     full_time, low_time = half.split(measured, low_share) if half is not None else (measured, None)
-    total = plan_steps(config.budget, time.perf_counter() - wall_start, full_time, 0.0 if pace else val_time,
-                       steps_per_epoch, step, config.val_every, final_val=val_time if pace else None,
-                       low_res=low_res, low_step_time=low_time)
+    total = plan_steps(config.budget, time.perf_counter() - wall_start, full_time, val_time, steps_per_epoch,
+                       step, config.val_every, low_res=low_res, low_step_time=low_time)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     if world > 1:
@@ -910,7 +922,7 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
         total = int(agreed.item())
     low = f" ({low_time * 1000:.0f} at half resolution)" if low_time is not None else ""
     print(f"budget {config.budget:.0f} s on {describe(device)}{' (checked again)' if pace else ''}: "
-          f"{full_time * 1000:.0f} ms/step{low}{' (all costs)' if pace else ''}, validation {val_time:.1f} s -> "
+          f"{full_time * 1000:.0f} ms/step{low}{' (all but validation)' if pace else ''}, validation {val_time:.1f} s -> "
           f"{total} steps ({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
     if step < low_end:
         low_end = max(step, int(config.low_res * total))

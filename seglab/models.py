@@ -128,8 +128,8 @@ class UNet(nn.Module):
         logits = self.head(x)
         if logits.shape[-2:] != size:
             # In fp32 and the plain (NCHW) layout: for these few channels at full size, the
-            # upsampling and its backward pass run faster so than in bf16 channels_last (a
-            # training step of the stride-2 model at 224x320: 155 vs 165 ms, Intel Xeon, AMX).
+            # upsampling and its backward pass run faster than in bf16 channels_last (a training
+            # step of the stride-2 model at 224x320: 155 vs 165 ms, Intel Xeon with AMX).
             logits = F.interpolate(logits.float().contiguous(), size=size, mode="bilinear", align_corners=False)
         return logits
 

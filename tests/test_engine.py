@@ -2,10 +2,12 @@
 import json
 import os
 import signal
+import time
 
 import pytest
 import torch
 
+from seglab import engine
 from seglab.checkpoint import load_checkpoint, load_model
 from seglab.errors import CheckpointError, SeglabError
 from seglab.losses import logit_offsets
@@ -323,3 +325,30 @@ def test_more_epochs_after_a_low_res_run_stay_at_full_resolution(synthetic_camvi
                           out_dir=str(tmp_path / "a")), model=model)
     assert model.train_sizes and set(model.train_sizes) == {(56, 80)}   # the longer plan did not restart it
     assert [h["half_resolution"] for h in run.history][2:] == [False, False]
+
+
+def test_a_replan_keeps_validation_time_out_of_the_pace_of_a_step(synthetic_camvid, monkeypatch):
+    # Each full validation pass is made 0.3 s slower; the pace a re-plan measures per training
+    # step must not carry that cost (it is planned apart, from the last pass's own time).
+    real_evaluate, paces = engine.evaluate, []
+
+    def slow_evaluate(model, dataset, *args, **kwargs):
+        if kwargs.get("loader") is not None:          # a full pass (the planner's probe has no loader)
+            time.sleep(0.3)
+        return real_evaluate(model, dataset, *args, **kwargs)
+
+    real_plan = engine._size_to_budget
+
+    def recording_plan(*args, **kwargs):
+        if kwargs.get("pace") is not None:
+            paces.append((kwargs["pace"], kwargs.get("val_measured")))
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", slow_evaluate)
+    monkeypatch.setattr(engine, "_size_to_budget", recording_plan)
+    fit(tiny(synthetic_camvid, None, budget=12.0, epochs=1000, warmup_steps=0, val_every=1))
+    assert paces, "the run never re-planned"
+    steps_per_epoch = 3                                      # 12 training images, batches of 4
+    for pace, last_validation in paces:
+        assert last_validation is not None and last_validation >= 0.3  # the slow pass was measured ...
+        assert pace < 0.3 / steps_per_epoch                  # ... and kept out of the per-step pace
