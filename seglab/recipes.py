@@ -153,9 +153,9 @@ RECIPES: dict[str, dict] = {
     # cost alone, before any score (the AMX Xeon, 2026-12-03). There each validation (101 images at three
     # scales) took about 6 s: 19 % of the budget at every third epoch, 7 % at every tenth; and the upsampling
     # of the logits with its backward pass cost 10 of a step's 165 ms in bf16 channels_last. The budget then
-    # holds 94 epochs instead of 77 to 81. benchmarks/accuracy.py, three runs: test 0.5077 / 0.8567, 0.4893 /
-    # 0.8498, 0.5062 / 0.8563 (mean 0.501 / 0.854; val 0.608 in all three) against the four runs before,
-    # mean 0.494 / 0.850. Daylight hold-out (heldout_drive.py --drive 0006R0): 127 epochs, 0.4078 / 0.8298.
+    # holds 88 to 94 epochs instead of 77 to 81. benchmarks/accuracy.py, five runs: test 0.5077 / 0.8567,
+    # 0.4893 / 0.8498, 0.5062 / 0.8563 (94 epochs each, val 0.608 in all three), 0.5117 / 0.8546 and 0.5068 /
+    # 0.8582 (88 each, a slower hour) (mean 0.504 / 0.855) against the four runs before, mean 0.494 / 0.850. Daylight hold-out (heldout_drive.py --drive 0006R0): 127 epochs, 0.4078 / 0.8298.
     # Tried there and not taken: a sub-pixel head (a 1x1 convolution to four logit sets per location,
     # pixel-shuffled to twice the size, ICNR initialisation; the same cost as the upsampling it replaces)
     # 0.3891 / 0.8143 on the hold-out (124 epochs, pole unchanged); torch.compile (317 vs 162 ms per step
