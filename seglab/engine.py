@@ -853,15 +853,13 @@ def _workers(config: TrainConfig) -> int:
 
 
 def plan_steps(budget: float, elapsed: float, step_time: float, val_time: float, steps_per_epoch: int,
-               steps_done: int, val_every: int = 1, margin: float = 0.04, final_val: float | None = None,
+               steps_done: int, val_every: int = 1, margin: float = 0.04,
                low_res: float = 0.0, low_step_time: float | None = None) -> int:
     """How many optimisation steps in total fit in ``budget`` seconds, given what is already
     spent (``elapsed``, ``steps_done``) and the measured seconds per training step and per
     validation pass (run every ``val_every`` epochs, and once at the very end). Keeps
     ``margin`` of the budget (4 %) for checkpoints and the unexpected; the last epoch may be
-    partial, so no time is lost to rounding down to whole epochs. ``final_val``: the cost of
-    the final validation pass when it differs from ``val_time`` (a ``step_time`` that already
-    includes the per-epoch validations comes with ``val_time=0``). ``low_res``: the share of
+    partial, so no time is lost to rounding down to whole epochs. ``low_res``: the share of
     all steps run at half resolution first, each costing ``low_step_time`` (the plan moves
     where that phase ends, so the two kinds of step are counted together)."""
     per_val = val_time / (steps_per_epoch * val_every)
@@ -870,8 +868,7 @@ def plan_steps(budget: float, elapsed: float, step_time: float, val_time: float,
     # validation is owed for the steps done since the last one (``elapsed`` holds the earlier
     # ones), plus one final pass
     owed = steps_done % (steps_per_epoch * val_every)
-    final = val_time if final_val is None else final_val
-    remaining = budget * (1 - margin) - elapsed - final - owed * per_val
+    remaining = budget * (1 - margin) - elapsed - val_time - owed * per_val
 
     def cost(total: int) -> float:  # seconds from here to step ``total``
         low_steps = max(0, int(low_res * total) - steps_done)

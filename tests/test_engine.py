@@ -130,10 +130,12 @@ def test_suggested_lr_is_a_tenth_of_the_lowest_loss_rate():
     assert suggest_lr([1e-4, 1e-3, 1e-2, 1e-1], [2.0, 1.5, 1.0, 3.0]) == pytest.approx(1e-3)
 
 
-def test_a_replan_from_the_measured_pace_owes_only_the_final_validation():
-    # 25 steps done in 40 s; from here on a step costs 1 s with the epoch validations included
-    total = plan_steps(100.0, 40.0, 1.0, 0.0, 10, 25, margin=0.0, final_val=2.0)
-    assert total == 25 + 58                                  # 100 - 40 - 2 s of final validation
+def test_a_replan_owes_the_validation_since_the_last_pass_and_a_final_one():
+    # 25 steps done in 40 s, 10 steps an epoch, a 1 s step, a 2 s validation every epoch: the
+    # 5 steps since the last pass owe half of one (1 s), the end owes a full one (2 s), and each
+    # step from here costs 1 s plus a tenth of a pass (1.2 s): (100 - 40 - 1 - 2) / 1.2 = 47.5
+    total = plan_steps(100.0, 40.0, 1.0, 2.0, 10, 25, margin=0.0)
+    assert total == 25 + 47
 
 
 def test_flip_prediction_averages_the_image_and_its_mirror():
@@ -285,7 +287,7 @@ def test_low_res_trains_its_share_of_the_steps_first_at_half_resolution(syntheti
 
 def test_a_budget_plan_counts_half_resolution_steps_at_their_own_cost():
     # 100 s left, no validation; full steps cost 1 s, half-resolution ones 0.25 s; 60 % at half
-    total = plan_steps(100.0, 0.0, 1.0, 0.0, 10, 0, margin=0.0, final_val=0.0, low_res=0.6, low_step_time=0.25)
+    total = plan_steps(100.0, 0.0, 1.0, 0.0, 10, 0, margin=0.0, low_res=0.6, low_step_time=0.25)
     cost = lambda n: int(0.6 * n) * 0.25 + (n - int(0.6 * n)) * 1.0  # noqa: E731
     assert cost(total) <= 100.0 < cost(total + 1)
     assert total == 181                                  # 108 steps x 0.25 s + 73 x 1 s, against 100 full ones
