@@ -893,8 +893,9 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
     machine), which is what the rest of the run's steps will cost. With ``config.low_res``,
     steps before ``low_end`` run at half resolution and ``half`` knows what such a step costs
     next to a full one; while that phase lasts, the plan moves its end to the same share of
-    the new total (it never moves back once full resolution has begun). Returns (total steps, epochs, low_end). Under
-    torchrun every process takes the smallest plan, so all stop at the same step."""
+    the new total (it never moves back once full resolution has begun). Returns (total steps,
+    epochs, low_end). Under torchrun every process takes the smallest plan, so all stop at the
+    same step."""
     low_share = max(0, min(step, low_end) - since) / max(1, step - since)  # of the timed steps
     low_res = config.low_res if step < low_end else 0.0
     step_time = float(np.median(step_times)) * 1.02  # epoch starts and checkpoints between steps
@@ -919,7 +920,8 @@ def _size_to_budget(config, model, val_set, spec, settings, device, wall_start, 
         total = int(agreed.item())
     low = f" ({low_time * 1000:.0f} at half resolution)" if low_time is not None else ""
     print(f"budget {config.budget:.0f} s on {describe(device)}{' (checked again)' if pace else ''}: "
-          f"{full_time * 1000:.0f} ms/step{low}{' (all but validation)' if pace else ''}, validation {val_time:.1f} s -> "
+          f"{full_time * 1000:.0f} ms/step{low}{' (all but validation)' if pace else ''}, "
+          f"validation {val_time:.1f} s -> "
           f"{total} steps ({total / steps_per_epoch:.1f} epochs)", file=sys.stderr)
     if step < low_end:
         low_end = max(step, int(config.low_res * total))

@@ -52,7 +52,8 @@ RECIPES: dict[str, dict] = {
     # val_every=3 (10 since 2026-12-03, see below): the run keeps its last model, so validation is only
     # a progress report, and at every epoch it took about 4 s of each 32 s epoch (an eighth of the
     # budget). Validating every third epoch (and after the last) leaves room for 31 epochs instead
-    # of 27; decided on that cost alone, before any score. benchmarks/accuracy.py, four runs: 31 epochs, val 0.561 / 0.898,
+    # of 27; decided on that cost alone, before any score. benchmarks/accuracy.py, four runs:
+    # 31 epochs, val 0.561 / 0.898,
     # test 0.4604 / 0.8392; 30 epochs, val 0.552 / 0.889, test 0.4455 / 0.8300; 29 epochs, val
     # 0.549 / 0.894, test 0.4470 / 0.8342; 29 epochs (a slower day: 682 ms per step), val 0.547,
     # test 0.4424 / 0.8261.
@@ -155,7 +156,8 @@ RECIPES: dict[str, dict] = {
     # of the logits with its backward pass cost 10 of a step's 165 ms in bf16 channels_last. The budget then
     # holds 88 to 94 epochs instead of 77 to 81. benchmarks/accuracy.py, five runs: test 0.5077 / 0.8567,
     # 0.4893 / 0.8498, 0.5062 / 0.8563 (94 epochs each, val 0.608 in all three), 0.5117 / 0.8546 and 0.5068 /
-    # 0.8582 (88 each, a slower hour) (mean 0.504 / 0.855) against the four runs before, mean 0.494 / 0.850. Daylight hold-out (heldout_drive.py --drive 0006R0): 127 epochs, 0.4078 / 0.8298.
+    # 0.8582 (88 each, a slower hour) (mean 0.504 / 0.855) against the four runs before, mean 0.494 / 0.850.
+    # Daylight hold-out (heldout_drive.py --drive 0006R0): 127 epochs, 0.4078 / 0.8298.
     # Tried there and not taken: a sub-pixel head (a 1x1 convolution to four logit sets per location,
     # pixel-shuffled to twice the size, ICNR initialisation; the same cost as the upsampling it replaces)
     # 0.3891 / 0.8143 on the hold-out (124 epochs, pole unchanged); torch.compile (317 vs 162 ms per step
