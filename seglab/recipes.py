@@ -170,7 +170,8 @@ RECIPES: dict[str, dict] = {
     # one-pixel shifted copies at test time add 0.002 val mIoU for 1.4x the inference (not taken).
     # Session of 2026-12-03 night, same check: rotation up to 10 degrees 0.3962 / 0.8200 (125 epochs); the
     # batch neighbour's rare-class pixels pasted into half the images 0.4100 / 0.8168 (137; pole, sign and
-    # pedestrian up 0.04 to 0.06, building and pavement down 0.04 and 0.06). Neither taken.
+    # pedestrian up 0.04 to 0.06, building and pavement down 0.04 and 0.06); scale=(0.7, 1.1) 0.3868 / 0.8190
+    # (141). None taken.
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
                      budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
