@@ -2,8 +2,8 @@
 
 Every transform takes and returns an ``(Image, Mask)`` pair of ``torchvision.tv_tensors``,
 so ``transforms.v2`` applies the *same* geometry (scale, crop, flip, rotation, elastic
-warp) to both; masks are always resampled with nearest neighbour, colour changes touch
-only the image. The last step turns the uint8 image into a normalised float tensor and
+warp) to both; masks are always resampled with nearest neighbour (centred, see
+:func:`seglab.data.resize_mask`), colour changes touch only the image. The last step turns the uint8 image into a normalised float tensor and
 the mask into int64 class indices, which is what the model and the loss expect.
 """
 from __future__ import annotations
@@ -11,8 +11,35 @@ from __future__ import annotations
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
+from .data import resize_mask
 from .datasets import CAMVID, DatasetSpec, get_spec
+
+
+class RandomScale:
+    """Rescale an (image, mask) pair by ``min(target / size) * U(scale_range)``: the image
+    with antialiased bilinear interpolation, the mask with centred nearest neighbour
+    (:func:`seglab.data.resize_mask`), so the mask stays on the objects at every scale.
+
+    torchvision's ``v2.ScaleJitter`` draws the same factor but resamples masks with plain
+    ``"nearest"``, which moves them half a pixel of the new size down and to the right of
+    their image at each call."""
+
+    def __init__(self, target_size: tuple[int, int], scale_range: tuple[float, float]):
+        self.target_size, self.scale_range = tuple(target_size), tuple(scale_range)
+
+    def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        h, w = image.shape[-2:]
+        low, high = self.scale_range
+        factor = min(self.target_size[0] / h, self.target_size[1] / w) * (low + (high - low) * torch.rand(()).item())
+        size = [max(1, int(h * factor)), max(1, int(w * factor))]
+        image = tv_tensors.Image(TF.resize(image.as_subclass(torch.Tensor), size, antialias=True))
+        return image, tv_tensors.Mask(resize_mask(mask, size))
+
+    def __repr__(self) -> str:
+        return (f"RandomScale(target_size={self.target_size}, scale_range={self.scale_range}, "
+                f"image: bilinear antialiased, mask: centred nearest)")
 
 
 def to_model_input(dataset: str | DatasetSpec = CAMVID) -> v2.Transform:
@@ -46,9 +73,7 @@ def train_transforms(dataset: str | DatasetSpec = CAMVID, crop_size: tuple[int, 
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: spec.ignore_index if spec.ignore_index is not None else 0}
     steps: list[v2.Transform] = []
     if augment and crop_size is not None and tuple(scale) != (1.0, 1.0):
-        # ScaleJitter resizes image and mask together by min(crop/size) * U(scale):
-        # bilinear for the image, nearest neighbour for the mask.
-        steps.append(v2.ScaleJitter(target_size=tuple(crop_size), scale_range=tuple(scale)))
+        steps.append(RandomScale(crop_size, scale))
     if augment and rotate:
         steps.append(v2.RandomRotation(rotate, fill=fill))
     if augment and elastic:
