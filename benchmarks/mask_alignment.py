@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.checkpoint import load_model  # noqa: E402
 from seglab.data import SegmentationDataset  # noqa: E402
 from seglab.datasets import get_spec  # noqa: E402
-from seglab.engine import iterate, predict_logits, prepare_model, run_eval_scales  # noqa: E402
+from seglab.engine import iterate, predict_logits, prepare_model, run_eval_scales, run_work_size  # noqa: E402
 from seglab.hardware import choose_settings, describe, get_device  # noqa: E402
 from seglab.metrics import ConfusionMatrix  # noqa: E402
 from seglab.transforms import eval_transforms  # noqa: E402
@@ -63,7 +63,7 @@ def alignment_scores(checkpoint: str | Path, split: str = "val", root: str | Non
     settings = choose_settings(dev, True, training=False)
     model = prepare_model(model.to(dev), settings).eval()
     data = SegmentationDataset(spec, root, split, None, eval_transforms(spec), progress=False)
-    work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
+    work = run_work_size(state, spec)
     scales = run_eval_scales(state)
     matrices = {s: ConfusionMatrix(spec.num_classes, spec.ignore_index) for s in shifts}
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         print(f"  down {row['down']:+.2f} right {row['right']:+.2f}  {row['miou']:.4f}  {row['pixel_accuracy']:.4f}")
     best = max(rows, key=lambda r: r["miou"])
+    unmoved = next(r for r in rows if r["down"] == r["right"] == 0)
     print(f"best: down {best['down']:+.2f}, right {best['right']:+.2f} "
-          f"({best['miou'] - next(r['miou'] for r in rows if r['down'] == r['right'] == 0):+.4f} mIoU over no shift)")
+          f"({best['miou'] - unmoved['miou']:+.4f} mIoU over no shift)")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from ._version import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import SegmentationDataset, quick_mode
-from .datasets import get_spec
+from .datasets import DatasetSpec, get_spec
 from .errors import SeglabError, TrainingError
 from .hardware import SpeedSettings, autocast, choose_settings, describe, get_device, reuse_freed_memory
 from .losses import class_frequencies, class_weights, logit_offsets, make_loss
@@ -431,7 +431,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
     settings = settings or choose_settings(dev, fast, training=False)
     model = prepare_model(model.to(dev), settings)
     data = SegmentationDataset(spec, root, split, None, eval_transforms(spec), subset=subset)
-    work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
+    work = run_work_size(state, spec)
     scales = tuple(scales or run_eval_scales(state))
     start = time.perf_counter()
     result = evaluate(model, data, spec.num_classes, spec.ignore_index, work, batch_size, settings,
@@ -440,6 +440,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", root
                   seconds=time.perf_counter() - start, resolution=list(data.size), work_size=list(work),
                   device=describe(dev), checkpoint=str(checkpoint))
     return result
+
+
+def run_work_size(state: dict, spec: DatasetSpec) -> tuple[int, int]:
+    """The (H, W) a checkpoint's run trained at, where the model should see images (the data
+    set's native size for a run that did not resize)."""
+    return tuple(state.get("train_config", {}).get("size") or spec.native_size)
 
 
 def run_eval_scales(state: dict) -> tuple[float, ...]:

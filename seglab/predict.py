@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .checkpoint import load_model
 from .datasets import get_spec
-from .engine import predict_logits, prepare_model, run_eval_scales
+from .engine import predict_logits, prepare_model, run_eval_scales, run_work_size
 from .errors import SeglabError
 from .hardware import choose_settings, get_device
 
@@ -54,7 +54,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
                           f"choose an output folder that holds no input images")
     model, state = load_model(checkpoint, rebalance=rebalance)
     spec = get_spec(state.get("dataset", "camvid"))
-    work = tuple(state.get("train_config", {}).get("size") or spec.native_size)
+    work = run_work_size(state, spec)
     scales = tuple(scales or run_eval_scales(state))
     dev = get_device(device)
     settings = choose_settings(dev, training=False)

@@ -3,8 +3,9 @@
 Every transform takes and returns an ``(Image, Mask)`` pair of ``torchvision.tv_tensors``,
 so ``transforms.v2`` applies the *same* geometry (scale, crop, flip, rotation, elastic
 warp) to both; masks are always resampled with nearest neighbour (centred, see
-:func:`seglab.data.resize_mask`), colour changes touch only the image. The last step turns the uint8 image into a normalised float tensor and
-the mask into int64 class indices, which is what the model and the loss expect.
+:func:`seglab.data.resize_mask`), colour changes touch only the image. The last step turns
+the uint8 image into a normalised float tensor and the mask into int64 class indices, which
+is what the model and the loss expect.
 """
 from __future__ import annotations
 
