@@ -12,14 +12,18 @@ import os
 import time
 from pathlib import Path
 
+from ._version import __version__
+
 REPO_URL = "https://github.com/seglab-course/seglab"
-REPO_BRANCH = "main"
+# The git tag of this release: Colab badges open it and the bootstrap installs it, so a
+# notebook always runs against the code that produced its outputs.
+RELEASE_TAG = f"v{__version__}"
 
 BOOTSTRAP_SOURCE = f"""# Setup: on Google Colab this installs seglab and downloads the data; elsewhere it does nothing.
 import sys
 if "google.colab" in sys.modules:
     # Colab's own torch is kept (seglab's requirements are loose on purpose).
-    %pip install -q "seglab[course] @ git+{REPO_URL}@{REPO_BRANCH}"
+    %pip install -q "seglab[course] @ git+{REPO_URL}@{RELEASE_TAG}"
     !seglab download camvid"""
 
 BOOTSTRAP_SOURCE_ISBI = BOOTSTRAP_SOURCE.replace("seglab download camvid", "seglab download isbi-em")
@@ -28,7 +32,7 @@ BOOTSTRAP_SOURCE_ISBI = BOOTSTRAP_SOURCE.replace("seglab download camvid", "segl
 def colab_url(notebook: str) -> str:
     """The 'Open in Colab' link of ``notebooks/<notebook>``."""
     path = REPO_URL.replace("https://github.com/", "")
-    return f"https://colab.research.google.com/github/{path}/blob/{REPO_BRANCH}/notebooks/{notebook}"
+    return f"https://colab.research.google.com/github/{path}/blob/{RELEASE_TAG}/notebooks/{notebook}"
 
 
 def colab_badge(notebook: str) -> str:
