@@ -4,94 +4,72 @@
     python3 tasks.py student                  build the student versions into classroom/release/
     python3 tasks.py autograde [FOLDER]       grade the notebooks in FOLDER (default classroom/submitted)
 
-or directly, inside the course's virtual environment:
+or directly, inside the course's virtual environment (INSTRUCTORS.md explains each):
 
-    python classroom/classroom.py student [--colab OWNER/REPO[/BRANCH]]
-    python classroom/classroom.py autograde [FOLDER] [--force] [--out FILE]
+    python classroom/classroom.py student [--colab OWNER/REPO[/BRANCH]] [--repo-url URL]
+    python classroom/classroom.py autograde [FOLDER] [--assignment A] [--student S] [--force] [--jobs N]
+    python classroom/classroom.py feedback [--assignment A] [--student S]   after a manual override
+    python classroom/classroom.py export {canvas,moodle} [--out FILE]
+    python classroom/classroom.py release-solutions A [--force]
     python classroom/classroom.py validate    run the instructor versions: every test must pass
     python classroom/classroom.py list        the exercises and their points
 
 The instructor versions in ``source/<assignment>/<assignment>.ipynb`` are the only thing
-anyone edits. ``student`` runs ``nbgrader generate_assignment``, which replaces each
-solution by a stub and removes the hidden tests. ``autograde`` accepts
-
-- nbgrader's own layout, ``FOLDER/<student>/<assignment>/<notebook>.ipynb`` (what
-  ``nbgrader collect`` produces on a JupyterHub), or
-- any folder of downloaded notebooks: ``FOLDER/<student>/<any name>.ipynb``, or flat
-  files ``FOLDER/<student>_<notebook>.ipynb``. The assignment is recognised by the
-  notebook's name inside the file name, so Colab's "Copy of a1_metrics.ipynb" works.
-
-It copies them into the course's ``submitted/`` folder, gives back nbgrader metadata that
-an editor dropped, runs ``nbgrader autograde`` and ``nbgrader generate_feedback``, and
-writes a grade table (``grades.csv``: one row per student, one column per exercise).
-
-The course folder is the folder of this file; everything nbgrader writes stays in it
-(``release/``, ``submitted/``, ``autograded/``, ``feedback/``, ``gradebook.db``, all
-ignored by git).
+anyone edits. The course folder is the folder of this file; everything nbgrader writes
+stays in it, ignored by git.
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import csv
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
-import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grades  # noqa: E402
+import intake  # noqa: E402
+import sandbox  # noqa: E402
+from assignments import SOLUTION_MARKERS, assignments, exercise_column, exercises, source_notebooks  # noqa: E402,F401
+from grading import grade_all, kernel_env, needs_grading  # noqa: E402
+from repair import repair_metadata  # noqa: E402,F401
+from roster import Roster, read_roster  # noqa: E402
+
 COURSE = Path(__file__).resolve().parent
-SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+SETUP_FIRST_LINE = "# Setup: on Google Colab this installs seglab"
 
 
-# --------------------------------------------------------------------------- the course
-
-def assignments(course: Path) -> list[str]:
-    """Assignment ids: the folders of ``source/`` that hold a notebook, in order."""
-    return sorted(p.name for p in (course / "source").iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
-
-
-def source_notebooks(course: Path) -> dict[str, str]:
-    """Notebook name (without .ipynb) -> assignment id."""
-    return {nb.stem: a for a in assignments(course) for nb in sorted((course / "source" / a).glob("*.ipynb"))}
+def setup_source(repo_url: str, tag: str) -> str:
+    """The first code cell of every assignment: installs the course's release on Colab."""
+    return ("# Setup: on Google Colab this installs seglab (no data set needed here); elsewhere it does nothing.\n"
+            "import sys\n"
+            "if \"google.colab\" in sys.modules:\n"
+            "    # Colab's own torch is kept (seglab's requirements are loose on purpose).\n"
+            f"    %pip install -q \"seglab @ git+{repo_url}@{tag}\"")
 
 
-def exercises(course: Path) -> list[dict]:
-    """Every graded (autograder test) cell: assignment, notebook, grade id, points."""
-    rows = []
-    for notebook, assignment in source_notebooks(course).items():
-        nb = json.loads((course / "source" / assignment / f"{notebook}.ipynb").read_text())
-        for cell in nb["cells"]:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("grade") and cell["cell_type"] == "code":
-                rows.append({"assignment": assignment, "notebook": notebook, "grade_id": meta["grade_id"],
-                             "points": meta.get("points", 0)})
-    return rows
+def stamp_setup(path: Path, repo_url: str, tag: str) -> bool:
+    """Rewrite a notebook's setup cell for ``repo_url`` at ``tag``; True if it changed."""
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    if not text.startswith(SETUP_FIRST_LINE):
+        raise SystemExit(f"{path}: the first code cell is not the Colab setup cell; put it back first")
+    new = setup_source(repo_url, tag)
+    if text == new:
+        return False
+    cell["source"] = new.splitlines(keepends=True)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return True
 
 
-def exercise_column(grade_id: str) -> str:
-    """'a1-pixel-accuracy-tests' -> 'a1-pixel-accuracy' (the grade table's column name)."""
-    return grade_id[: -len("-tests")] if grade_id.endswith("-tests") else grade_id
-
-
-def kernel_env(threads: int = 1) -> dict:
-    """The environment for nbgrader and the kernels it starts.
-
-    nbgrader calls the ``alembic`` program by name when it creates a gradebook, so this
-    environment's ``bin`` goes first on PATH. Each kernel gets ``threads`` CPU threads:
-    the graded cells use tiny tensors, and on a shared or busy machine PyTorch's default
-    of one thread per core is many times slower."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
-    env.pop("SEGLAB_QUICK", None)  # the assignments have no quick mode; never inherit one
-    return env
+def default_repo() -> tuple[str, str]:
+    from seglab.course import RELEASE_TAG, REPO_URL
+    return os.environ.get("SEGLAB_REPO_URL", REPO_URL), RELEASE_TAG
 
 
 def nbgrader(course: Path, *args: str, threads: int = 1) -> int:
@@ -105,7 +83,7 @@ def in_gradebook(course: Path) -> set[str]:
     if not (course / "gradebook.db").exists():
         return set()
     from nbgrader.api import Gradebook
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "seglab") as gb:
+    with Gradebook(grades.db_url(course), "seglab") as gb:
         return {a.name for a in gb.assignments}
 
 
@@ -135,14 +113,19 @@ def colab_links(course: Path, repo: str) -> list[str]:
             for nb, a in source_notebooks(course).items()]
 
 
-def cmd_student(course: Path, colab: str | None = None) -> int:
+def cmd_student(course: Path, colab: str | None = None, repo_url: str | None = None) -> int:
     start = time.perf_counter()
     code = nbgrader(course, "generate_assignment", "*", "--force")
     problems = check_release(course)
     if code != 0 or problems:
         print("\n".join(problems) or "nbgrader generate_assignment failed (see the log above)", file=sys.stderr)
         return 1
-    print(f"\nStudent versions written to {course / 'release'} in {time.perf_counter() - start:.0f} s:")
+    url, tag = default_repo()
+    url = repo_url or url
+    for notebook, assignment in source_notebooks(course).items():
+        stamp_setup(course / "release" / assignment / f"{notebook}.ipynb", url, tag)
+    print(f"\nStudent versions written to {course / 'release'} in {time.perf_counter() - start:.0f} s"
+          f" (on Colab they install seglab from {url} at {tag}):")
     for row in summary(course):
         print("  " + row)
     if colab:
@@ -165,201 +148,148 @@ def summary(course: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- autograde
 
-def _student_id(text: str) -> str:
-    """A student id nbgrader accepts: ASCII letters, digits and ._@- ('Chloé Martin' ->
-    'Chloe_Martin')."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", text).strip("_.-")
+def _problem_lines(subs: list[intake.Submission]) -> list[str]:
+    return [f"{s.rel}: {s.problem}" for s in subs if s.problem]
 
 
-def _match_notebook(file_stem: str, notebooks: dict[str, str]) -> str | None:
-    """The course notebook whose name occurs in the file name (the longest, if several)."""
-    found = [n for n in notebooks if n.lower() in file_stem.lower()]
-    return max(found, key=len) if found else None
+def write_summary(course: Path, out: Path, lines: list[str]) -> Path:
+    """The summary beside the grade table: what was graded, and every file or student
+    that was not, with the reason."""
+    path = out.with_name(out.stem + "-summary.txt")
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
-def find_submissions(folder: Path, course: Path) -> list[tuple[str, str, str, Path]]:
-    """(student, assignment, notebook, file) for every notebook under ``folder``; for a
-    student with several files of the same notebook, the newest one."""
-    notebooks = source_notebooks(course)
-    chosen: dict[tuple[str, str], Path] = {}
-    for path in sorted(folder.rglob("*.ipynb")):
-        if ".ipynb_checkpoints" in path.parts:
-            continue
-        rel = path.relative_to(folder)
-        notebook = _match_notebook(path.stem, notebooks)
-        if notebook is None:
-            print(f"skipped {rel}: its name contains none of {', '.join(notebooks)}", file=sys.stderr)
-            continue
-        if len(rel.parts) > 1:
-            student = _student_id(rel.parts[0])
-        else:
-            student = _student_id(re.sub(re.escape(notebook), "", path.stem, flags=re.I))
-        if not student:
-            print(f"skipped {rel}: put it in a folder named after the student, or name it "
-                  f"<student>_{notebook}.ipynb", file=sys.stderr)
-            continue
-        key = (student, notebook)
-        if key in chosen and chosen[key].stat().st_mtime >= path.stat().st_mtime:
-            print(f"note: {rel} ignored, {chosen[key].relative_to(folder)} is newer", file=sys.stderr)
-            continue
-        if key in chosen:
-            print(f"note: {chosen[key].relative_to(folder)} ignored, {rel} is newer", file=sys.stderr)
-        chosen[key] = path
-    return [(s, notebooks[n], n, p) for (s, n), p in sorted(chosen.items())]
-
-
-def import_submissions(folder: Path, course: Path) -> int:
-    """Copy the notebooks of ``folder`` into ``course/submitted/<student>/<assignment>/``,
-    with the file's time as the submission time (a newer file is graded again)."""
-    count = 0
-    for student, assignment, notebook, path in find_submissions(folder, course):
-        dest = course / "submitted" / student / assignment / f"{notebook}.ipynb"
-        if dest.exists() and dest.read_bytes() == path.read_bytes():
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, dest)
-        stamp = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-        (dest.parent / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
-        count += 1
-    return count
-
-
-def _first_line(source) -> str:
-    text = "".join(source) if isinstance(source, list) else source
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
-def repair_metadata(path: Path, release: Path) -> int:
-    """Give back the nbgrader metadata that a submitted notebook lost (Colab, VS Code and
-    some editors drop or mangle cell metadata; students delete cells). A cell without
-    metadata is matched to the released cell with the same cell id or, failing that, the
-    same first line. Test cells that are still missing are appended at the end and locked
-    cells (imports, data) at the start; nbgrader then restores their content from the
-    gradebook. Returns the number of cells changed; the file is rewritten only if any."""
-    nb = json.loads(path.read_text())
-    ref = json.loads(release.read_text())
-
-    def grade_id(cell):
-        return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-    have = {grade_id(c) for c in nb["cells"]} - {None}
-    wanted = [c for c in ref["cells"] if grade_id(c) and grade_id(c) not in have]
-    if not wanted:
-        return 0
-    by_id = {c.get("id"): c for c in wanted if c.get("id")}
-    by_line: dict[tuple[str, str], dict] = {}
-    for c in wanted:
-        by_line.setdefault((c["cell_type"], _first_line(c["source"])), c)
-    changed = 0
-    for cell in nb["cells"]:
-        if grade_id(cell):
-            continue
-        match = by_id.get(cell.get("id")) or by_line.get((cell["cell_type"], _first_line(cell.get("source", ""))))
-        if match is not None and grade_id(match) not in have:
-            cell.setdefault("metadata", {})["nbgrader"] = copy.deepcopy(match["metadata"]["nbgrader"])
-            have.add(grade_id(match))
-            changed += 1
-    front, back = [], []
-    for c in ref["cells"]:
-        meta = c.get("metadata", {}).get("nbgrader", {})
-        if grade_id(c) and grade_id(c) not in have and (meta.get("grade") or meta.get("locked")):
-            cell = copy.deepcopy(c)
-            cell.pop("id", None)
-            (back if meta.get("grade") else front).append(cell)
-            changed += 1
-    nb["cells"] = front + nb["cells"] + back
-    if changed:
-        if nb.get("nbformat_minor", 0) >= 5:
-            for i, cell in enumerate(nb["cells"]):
-                cell.setdefault("id", f"restored-{i}")
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-    return changed
-
-
-def write_grades(course: Path, out: Path) -> list[dict]:
-    """The grade table from the gradebook: one row per student with the total, each
-    assignment's score and each exercise's points (empty where nothing was submitted)."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    exs = exercises(course)
-    order = assignments(course)
-    max_by_assignment = {a: sum(e["points"] for e in exs if e["assignment"] == a) for a in order}
-    rows = []
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "seglab") as gb:
-        for student in sorted(s.id for s in gb.students):
-            row: dict = {"student": student}
-            total, submitted = 0.0, []
-            for a in order:
-                try:
-                    score = gb.find_submission(a, student).score
-                    submitted.append(a)
-                except MissingEntry:
-                    score = ""
-                row[a] = score
-                total += score or 0.0
-            for e in exs:
-                try:
-                    row[exercise_column(e["grade_id"])] = gb.find_grade(e["grade_id"], e["notebook"], e["assignment"],
-                                                                        student).score
-                except MissingEntry:
-                    row[exercise_column(e["grade_id"])] = ""
-            row["total"] = total
-            row["max_total"] = sum(max_by_assignment.values())
-            row["submitted"] = " ".join(submitted)
-            rows.append(row)
-    columns = (["student", "total", "max_total", "submitted"] + [f"{a}" for a in order]
-               + [exercise_column(e["grade_id"]) for e in exs])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return rows
-
-
-def cmd_autograde(course: Path, folder: Path | None, force: bool = False, out: Path | None = None,
-                  threads: int = 1) -> int:
+def cmd_autograde(course: Path, folder: Path | None, *, force: bool = False, out: Path | None = None,
+                  threads: int = 1, jobs: int = 0, timeout: int = 60, only_assignment: str | None = None,
+                  only_student: str | None = None, use_sandbox: str = "auto") -> int:
     start = time.perf_counter()
     submitted = course / "submitted"
     folder = (folder or submitted).resolve()
     if not folder.is_dir():
         print(f"no folder {folder}: put the submitted notebooks there (see INSTRUCTORS.md)", file=sys.stderr)
         return 2
-    # The gradebook must know every assignment (its test cells, hidden tests included).
+    if only_assignment and only_assignment not in assignments(course):
+        print(f"no assignment {only_assignment!r}: use one of {', '.join(assignments(course))}", file=sys.stderr)
+        return 2
     if not set(assignments(course)) <= in_gradebook(course) or not (course / "release").is_dir():
         print("The gradebook does not know every assignment yet: building the student versions first.")
         if cmd_student(course) != 0:
             return 1
-    if folder != submitted.resolve():
-        print(f"{import_submissions(folder, course)} new or changed notebooks copied from {folder} into {submitted}")
+    roster_students = read_roster(course / "roster.csv")
     notebooks = source_notebooks(course)
-    repaired = 0
-    for path in sorted(submitted.glob("*/*/*.ipynb")):
-        if path.stem in notebooks:
-            release = course / "release" / notebooks[path.stem] / f"{path.stem}.ipynb"
-            n = repair_metadata(path, release)
-            if n:
-                print(f"restored the nbgrader metadata of {n} cells in {path.relative_to(course)}")
-            repaired += n
-    if not any(submitted.glob("*/*/*.ipynb")):
+    subs: list[intake.Submission] = []
+    if folder != submitted.resolve():
+        subs = intake.find_submissions(folder, course, notebooks, Roster(roster_students))
+        for line in intake.import_into(course, folder, subs):
+            print(line)
+    # what is in submitted/ now (from this inbox, an earlier one, or nbgrader collect)
+    todo = sorted((p.parent.parent.name, p.parent.name, p.stem) for p in submitted.glob("*/*/*.ipynb")
+                  if notebooks.get(p.stem) == p.parent.name)
+    todo = [t for t in todo if (only_assignment in (None, t[1])) and (only_student in (None, t[0]))]
+    if only_student and not todo:
+        print(f"nothing handed in by {only_student!r} in {submitted}", file=sys.stderr)
+        return 2
+    if not todo and not any(s.problem for s in subs):
         print(f"no submissions found in {folder}", file=sys.stderr)
         return 2
-    flags = ["--force"] if force else []
-    code = nbgrader(course, "autograde", "*", *flags, threads=threads)
-    graded = time.perf_counter()
-    code_feedback = nbgrader(course, "generate_feedback", "*", *flags, threads=threads)
+    grades.apply_schedule(course, [(s, a) for s, a, _ in todo])
+    if not force:
+        todo = [t for t in todo if needs_grading(course, *t)]
+    why_not = sandbox.available()
+    sandboxed = use_sandbox == "on" or (use_sandbox == "auto" and not why_not)
+    if use_sandbox == "on" and why_not:
+        print(f"--sandbox on: {why_not}", file=sys.stderr)
+        return 2
+    if not sandboxed:
+        print(f"warning: student code runs unsandboxed, as you ({why_not or '--sandbox off'})", file=sys.stderr)
+    jobs = jobs or os.cpu_count() or 1
+    print(f"Grading {len(todo)} notebooks, {jobs} at a time, cells stopped after {timeout} s"
+          f"{', sandboxed' if sandboxed else ''}:", flush=True)
+    hide = [course] + ([folder] if folder != submitted.resolve() else [])
+    results = grade_all(course, todo, hide=hide, use_sandbox=sandboxed, jobs=jobs, timeout=timeout, threads=threads)
+
+    status: dict[str, list[str]] = {}
+    for r in results:
+        if r.status != "graded":
+            status.setdefault(r.student, []).append(f"{r.assignment}: {r.status}")
+    for s in subs:
+        if s.problem and s.student and "older than" not in s.problem:
+            status.setdefault(s.student, []).append(f"{s.rel}: {s.problem}")
+    late_markers = {(s.student, s.assignment) for s in subs if s.late_marker and not s.problem}
     out = out or course / "grades.csv"
-    rows = write_grades(course, out)
-    print(f"\nAutograded in {graded - start:.0f} s, feedback in {time.perf_counter() - graded:.0f} s.")
-    print(f"Grade table: {out}   Feedback (one HTML page per notebook): {course / 'feedback'}")
-    for row in rows:
-        print(f"  {row['student']:<24} {row['total']:g} / {row['max_total']:g}   ({row['submitted'] or 'nothing submitted'})")
-    if code != 0 or code_feedback != 0:
-        print("nbgrader could not grade some submissions: see the errors above (the table has the rest).",
-              file=sys.stderr)
-        return 1
+    rows = grades.write_grades(course, out, exercises(course), assignments(course), roster_students, status,
+                               late_markers)
+    lines = [f"Graded {len(results)} notebooks in {time.perf_counter() - start:.0f} s "
+             f"({jobs} at a time{', sandboxed' if sandboxed else ''}); grade table {out}",
+             f"{sum(r.status.startswith('graded') for r in results)} graded, "
+             f"{sum(not r.status.startswith('graded') for r in results)} failed, "
+             f"{sum(bool(s.problem) for s in subs)} files not graded, "
+             f"{sum(not r['submitted'] for r in rows)} students with nothing graded"]
+    failed = [f"  {r.student} {r.assignment}: {r.status} (log: logs/{r.student}/{r.assignment}.log)"
+              for r in results if r.status != "graded"]
+    if failed:
+        lines += ["Notebooks with a problem:"] + failed
+    problems = _problem_lines(subs)
+    if problems:
+        lines += ["Files not graded:"] + ["  " + p for p in problems]
+    missing = [r for r in rows if not r["submitted"]]
+    if missing:
+        lines += ["Students with nothing graded:"] + [f"  {r['student']}: {r['status']}" for r in missing]
+    summary_path = write_summary(course, out, lines)
+    print("\n" + "\n".join(lines))
+    print(f"(this summary is also in {summary_path}; feedback pages in {course / 'feedback'})")
+    return 1 if failed else 0
+
+
+def cmd_feedback(course: Path, only_assignment: str | None, only_student: str | None) -> int:
+    """Regenerate the feedback (after a score was changed by hand) and the grade table."""
+    args = ["generate_feedback", only_assignment or "*", "--force"]
+    if only_student:
+        args += ["--student", only_student]
+    code = nbgrader(course, *args)
+    out = course / "grades.csv"
+    grades.write_grades(course, out, exercises(course), assignments(course), read_roster(course / "roster.csv"),
+                        {}, set())
+    print(f"Feedback in {course / 'feedback'}; grade table {out}")
+    return code
+
+
+def cmd_export(course: Path, fmt: str, out: Path | None) -> int:
+    rows = grades.write_grades(course, course / "grades.csv", exercises(course), assignments(course),
+                               read_roster(course / "roster.csv"), {}, set())
+    out = out or course / f"grades-{fmt}.csv"
+    grades.export(rows, assignments(course), fmt, out)
+    print(f"{out}: {len(rows)} students, one column per assignment ({fmt})")
+    return 0
+
+
+def cmd_release_solutions(course: Path, assignment: str, force: bool = False) -> int:
+    """Copy the instructor version, hidden tests taken out, to ``solutions/``, once the
+    due date (``deadlines.csv``) has passed."""
+    if assignment not in assignments(course):
+        print(f"no assignment {assignment!r}: use one of {', '.join(assignments(course))}", file=sys.stderr)
+        return 2
+    due = grades.read_deadlines(course).get(assignment)
+    now = datetime.now(timezone.utc)
+    if not force and (due is None or now < due):
+        why = f"its due date is {due.isoformat()}" if due else "it has no due date in deadlines.csv"
+        print(f"not releasing {assignment}: {why} (--force releases anyway)", file=sys.stderr)
+        return 2
+    for notebook, a in source_notebooks(course).items():
+        if a != assignment:
+            continue
+        nb = json.loads((course / "source" / a / f"{notebook}.ipynb").read_text())
+        for cell in nb["cells"]:
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            head, sep, rest = text.partition("### BEGIN HIDDEN TESTS")
+            if sep:
+                text = head.rstrip() + "\n" + rest.partition("### END HIDDEN TESTS")[2].lstrip("\n")
+            cell["source"] = text.replace("### BEGIN SOLUTION\n", "").replace("### END SOLUTION\n", "")
+        dest = course / "solutions" / a / f"{notebook}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        print(f"solution written to {dest} (hidden tests left out)")
     return 0
 
 
@@ -399,20 +329,52 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("student", help="build the student versions into release/")
     p.add_argument("--colab", metavar="OWNER/REPO[/BRANCH]",
                    help="also print Colab links, for release/ pushed to this GitHub repository")
+    p.add_argument("--repo-url", help="the seglab repository the notebooks install from on Colab "
+                                      "(default: $SEGLAB_REPO_URL or the course's own)")
     p = sub.add_parser("autograde", help="grade a folder of submitted notebooks; writes grades.csv and feedback/")
     p.add_argument("folder", nargs="?", type=Path, help="submitted notebooks (default: the course's submitted/)")
     p.add_argument("--force", action="store_true", help="grade again what was graded before")
+    p.add_argument("--assignment", help="grade only this assignment")
+    p.add_argument("--student", help="grade only this student (their id)")
     p.add_argument("--out", type=Path, help="where to write the grade table (default: <course>/grades.csv)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per grading kernel (default: 1)")
+    p.add_argument("--jobs", type=int, default=0, help="notebooks graded at the same time (default: one per core)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds a cell may run (default: 60)")
+    p.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
+                   help="run student code sandboxed (auto: where the machine allows it)")
+    p = sub.add_parser("feedback", help="regenerate feedback and grades.csv, e.g. after a manual score")
+    p.add_argument("--assignment")
+    p.add_argument("--student")
+    p = sub.add_parser("export", help="write the grades as a CSV an LMS gradebook imports")
+    p.add_argument("format", choices=grades.EXPORT_FORMATS)
+    p.add_argument("--out", type=Path)
+    p = sub.add_parser("release-solutions", help="write an assignment's solutions to solutions/ after its due date")
+    p.add_argument("assignment")
+    p.add_argument("--force", action="store_true", help="release before the due date")
+    sub.add_parser("stamp", help="rewrite the Colab setup cell of the instructor versions for this release")
     sub.add_parser("validate", help="run the instructor versions; every test must pass")
     sub.add_parser("list", help="the exercises and their points")
     args = parser.parse_args(argv)
     course = args.course.resolve()
     os.environ["PATH"] = kernel_env()["PATH"]
     if args.command == "student":
-        return cmd_student(course, args.colab)
+        return cmd_student(course, args.colab, args.repo_url)
     if args.command == "autograde":
-        return cmd_autograde(course, args.folder, args.force, args.out, args.threads)
+        return cmd_autograde(course, args.folder, force=args.force, out=args.out, threads=args.threads,
+                             jobs=args.jobs, timeout=args.timeout, only_assignment=args.assignment,
+                             only_student=args.student, use_sandbox=args.sandbox)
+    if args.command == "feedback":
+        return cmd_feedback(course, args.assignment, args.student)
+    if args.command == "export":
+        return cmd_export(course, args.format, args.out)
+    if args.command == "release-solutions":
+        return cmd_release_solutions(course, args.assignment, args.force)
+    if args.command == "stamp":
+        url, tag = default_repo()
+        for notebook, a in source_notebooks(course).items():
+            changed = stamp_setup(course / "source" / a / f"{notebook}.ipynb", url, tag)
+            print(f"{notebook}: {'updated' if changed else 'ok'}")
+        return 0
     if args.command == "validate":
         return cmd_validate(course)
     print("\n".join(summary(course)))
