@@ -311,6 +311,10 @@ def cmd_validate(course: Path) -> int:
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         errors = [(c.metadata.get("nbgrader", {}).get("grade_id") or c.get("id"), o.ename, o.evalue)
                   for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        # the self-check cell reports instead of raising: it must find every test passing
+        errors += [(c.get("id"), "SelfCheck", "".join(o.get("text", "") for o in c.outputs))
+                   for c in nb.cells if "selfcheck.run(" in c.source
+                   and "All visible tests pass" not in "".join(o.get("text", "") for o in c.outputs)]
         status = "ok" if not errors else f"{len(errors)} failing cells"
         print(f"{notebook}: {status} ({time.perf_counter() - start:.0f} s)")
         for cell, ename, evalue in errors:

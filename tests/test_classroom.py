@@ -71,13 +71,14 @@ def test_at_least_eight_graded_exercises_with_points():
 def test_source_notebook_is_well_formed(path):
     cells = _cells(path)
     code = [c for c in cells if c["cell_type"] == "code"]
-    # first code cell: the Colab bootstrap (installs seglab from this repository)
-    from seglab.course import REPO_URL
+    # first code cell: the Colab bootstrap (installs this release of seglab from this repository)
+    from seglab.course import RELEASE_TAG, REPO_URL
     assert "google.colab" in _source(code[0]) and REPO_URL in _source(code[0])
+    assert _source(code[0]) == cr.setup_source(REPO_URL, RELEASE_TAG), "run `classroom.py stamp`"
     assert all(not c.get("outputs") for c in code), "commit the instructor versions without outputs"
     solutions = [c for c in cells if _meta(c).get("solution")]
     graded = [c for c in cells if _meta(c).get("grade")]
-    assert solutions and len(solutions) == len(graded)
+    assert solutions and len(solutions) <= len(graded)
     for cell in solutions:
         text = _source(cell)
         assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION") >= 1, _meta(cell)["grade_id"]
@@ -89,9 +90,36 @@ def test_source_notebook_is_well_formed(path):
         assert "assert" in visible and "Visible tests passed." in visible, f"{grade_id}: no visible tests"
         assert "seglab" in hidden or "reference" in hidden.lower(), f"{grade_id}: hidden tests compare with no reference"
         assert _meta(cell)["locked"] and _meta(cell)["points"] > 0
-    # every graded cell follows the solution cell it tests
-    order = [_meta(c).get("grade_id") for c in cells if _meta(c).get("solution") or _meta(c).get("grade")]
-    assert all(a + "-tests" == b for a, b in zip(order[::2], order[1::2])), order
+    # every graded cell follows the solution cell it tests (one or more test cells each)
+    tested, last_solution = set(), None
+    for cell in cells:
+        if _meta(cell).get("solution"):
+            last_solution = _meta(cell)["grade_id"]
+        elif _meta(cell).get("grade"):
+            assert last_solution and _meta(cell)["grade_id"].startswith(last_solution + "-"), _meta(cell)["grade_id"]
+            tested.add(last_solution)
+    assert tested == {_meta(c)["grade_id"] for c in solutions}
+    # the hidden tests' asserts all say what went wrong
+    for cell in graded:
+        hidden = _source(cell).partition("### BEGIN HIDDEN TESTS")[2]
+        for statement in _assert_statements(hidden):
+            assert _has_message(statement), f"{_meta(cell)['grade_id']}: no message in {statement!r}"
+    # the hand-in rules and the self-check cell, which runs every test cell
+    assert any("Do not rename the file" in _source(c) for c in cells if c["cell_type"] == "markdown")
+    check = next(c for c in code if "selfcheck.run(" in _source(c))
+    headers = json.loads(_source(check).partition("selfcheck.run(")[2].rstrip(")\n "))
+    assert headers == [_source(c).splitlines()[0] for c in graded]
+
+
+def _assert_statements(code: str) -> list[str]:
+    """The assert statements of some code, continuation lines joined."""
+    import ast
+    return [ast.get_source_segment(code, node) for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Assert)]
+
+
+def _has_message(statement: str) -> bool:
+    import ast
+    return ast.parse(statement).body[0].msg is not None
 
 
 def test_find_submissions_understands_the_layouts(tmp_path):
@@ -109,7 +137,8 @@ def test_find_submissions_understands_the_layouts(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
         os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
-    found = {(s, a): p.relative_to(inbox).as_posix() for s, a, _, p in cr.find_submissions(inbox, CLASSROOM)}
+    subs = cr.intake.find_submissions(inbox, CLASSROOM, cr.source_notebooks(CLASSROOM), cr.Roster([]))
+    found = {(s.student, s.assignment): s.rel for s in subs if not s.problem}
     assert found == {
         ("ana", "a1_metrics"): "ana/a1_metrics/a1_metrics.ipynb",
         ("ben", "a2_data"): "ben/a2_data (1).ipynb",
@@ -151,7 +180,8 @@ def round_trip(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("classroom")
     course = tmp / "course"
     shutil.copytree(CLASSROOM, course, ignore=shutil.ignore_patterns(
-        "release", "submitted", "autograded", "feedback", "gradebook.db", "grades.csv", "*.log",
+        "release", "submitted", "autograded", "feedback", "gradebook.db", "grades*.csv", "grades*.txt", "*.log",
+        "logs", "solutions", "imported.json", "roster.csv", "deadlines.csv", "extensions.csv",
         ".ipynb_checkpoints", "__pycache__"))
     code, log, generate_s = _run(course, "student")
     assert code == 0, log[-4000:]
