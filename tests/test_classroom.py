@@ -31,6 +31,44 @@ WRONG_SOLUTION = '''def pixel_accuracy(cm):
 '''
 
 
+# a correct answer that makes torch print a UserWarning (to stderr) when tested
+WARNING_SOLUTION = '''def pixel_accuracy(cm):
+    cm = torch.tensor(cm)         # copying a tensor this way warns
+    total = cm.sum()
+    return float(cm.diag().sum()) / float(total) if total else float("nan")
+'''
+# a correct answer that also tries to read the solutions, the gradebook, the classmates'
+# folders and the network, and to write the gradebook
+SNEAKY_SOLUTION = '''import os, socket
+for _target in {targets!r}:
+    try:
+        print("LEAKED", _target, os.listdir(_target) if os.path.isdir(_target) else len(open(_target, "rb").read()))
+    except OSError as _err:
+        print("BLOCKED", _target, type(_err).__name__)
+try:
+    open({gradebook!r}, "ab").write(b"x"); print("LEAKED write")
+except OSError as _err:
+    print("BLOCKED write", type(_err).__name__)
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=5); print("LEAKED network")
+except OSError as _err:
+    print("BLOCKED network", type(_err).__name__)
+
+
+def pixel_accuracy(cm):
+    total = cm.sum()
+    return float(cm.diag().sum()) / float(total) if total else float("nan")
+'''
+
+
+def _with_solution(path: Path, grade_id: str, code: str) -> str:
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
+            cell["source"] = code
+    return json.dumps(nb)
+
+
 def _load_classroom():
     spec = importlib.util.spec_from_file_location("seglab_classroom", CLASSROOM / "classroom.py")
     module = importlib.util.module_from_spec(spec)
@@ -201,6 +239,18 @@ def round_trip(tmp_path_factory):
     patched[0]["source"] = WRONG_SOLUTION
     (inbox / f"wrong_{assignment}.ipynb").write_text(json.dumps(nb))                # flat file
 
+    a1 = course / "source" / "a1_metrics" / "a1_metrics.ipynb"
+    (inbox / "warned").mkdir()
+    (inbox / "warned" / "a1_metrics.ipynb").write_text(_with_solution(a1, "a1-pixel-accuracy", WARNING_SOLUTION))
+    (inbox / "broken_a1_metrics.ipynb").write_text("<!DOCTYPE html><html><body>Google Drive</body></html>")
+    (inbox / "renamed").mkdir()
+    shutil.copy(a1, inbox / "renamed" / "my final version.ipynb")
+    (inbox / "sneaky").mkdir()
+    probe = SNEAKY_SOLUTION.format(targets=[str(course / "source" / "a1_metrics" / "a1_metrics.ipynb"),
+                                            str(course / "gradebook.db"), str(course / "submitted"), str(inbox)],
+                                   gradebook=str(course / "gradebook.db"))
+    (inbox / "sneaky" / "a1_metrics.ipynb").write_text(_with_solution(a1, "a1-pixel-accuracy", probe))
+
     code, log, autograde_s = _run(course, "autograde", str(inbox))
     assert code == 0, log[-6000:]
     with (course / "grades.csv").open() as f:
@@ -287,3 +337,45 @@ def test_feedback_for_every_graded_notebook(round_trip):
             assert page.exists(), page
     page = (course / "feedback" / "wrong" / "a1_metrics" / "a1_metrics.html").read_text()
     assert "Score: 6.0 / 8.0" in page and "AssertionError" in page
+    assert "BEGIN HIDDEN TESTS" not in page and "_reference" not in page, "the feedback shows no hidden test code"
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_a_warning_printed_by_correct_code_costs_no_points(round_trip):
+    course, grades, _ = round_trip
+    assert float(grades["warned"]["a1-pixel-accuracy"]) == 2
+    import torch
+    with pytest.warns(UserWarning):           # the answer does warn: the grader dropped the warning
+        torch.tensor(torch.tensor([1]))
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_a_broken_file_is_reported_and_the_rest_of_the_class_is_graded(round_trip):
+    course, grades, log = round_trip
+    row = grades["broken"]
+    assert row["submitted"] == "" and "web page" in row["status"]
+    assert "broken_a1_metrics.ipynb: is a web page" in (course / "grades-summary.txt").read_text()
+    assert float(grades["instructor"]["total"]) == float(grades["instructor"]["max_total"])
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_a_renamed_notebook_is_graded_as_its_assignment(round_trip):
+    _, grades, _ = round_trip
+    assert grades["renamed"]["submitted"] == "a1_metrics" and float(grades["renamed"]["a1_metrics"]) == 8
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_student_code_cannot_read_solutions_gradebook_classmates_or_network(round_trip):
+    why_not = cr.sandbox.available()
+    if why_not:
+        pytest.skip(f"no sandbox on this machine: {why_not}")
+    course, grades, _ = round_trip
+    text = "".join(o.get("text", "") for c in _cells(course / "autograded" / "sneaky" / "a1_metrics" / "a1_metrics.ipynb")
+                   for o in c.get("outputs", []))
+    assert "LEAKED" not in text, text
+    assert text.count("BLOCKED") == 6, text
+    assert float(grades["sneaky"]["a1_metrics"]) == 8          # sandboxed, its correct code still scores
