@@ -264,3 +264,18 @@ def test_the_student_command_pins_the_colab_install_to_a_repository_and_tag(tmp_
     text = path.read_text()
     assert "git+https://github.com/myschool/seglab@v9.9" in text and "@main" not in text
     assert cr.stamp_setup(path, "https://github.com/myschool/seglab", "v9.9") is False
+
+
+def test_late_work_is_measured_from_the_due_date_plus_the_students_extension(tmp_path):
+    from datetime import datetime
+    from nbgrader.api import Gradebook
+    (tmp_path / "deadlines.csv").write_text("assignment,due\na1_metrics,2027-01-15T23:59+01:00\n")
+    (tmp_path / "extensions.csv").write_text("student,assignment,days\nana,a1_metrics,2\n")
+    cr.grades.apply_schedule(tmp_path, [("ana", "a1_metrics"), ("ben", "a1_metrics")])
+    handed_in = datetime(2027, 1, 17, 12, 0)                 # UTC, 37 h 1 min after the due date
+    with Gradebook(cr.grades.db_url(tmp_path), "seglab") as gb:
+        gb.update_or_create_student("ben")
+        ana = gb.update_or_create_submission("a1_metrics", "ana", timestamp=handed_in)
+        ben = gb.update_or_create_submission("a1_metrics", "ben", timestamp=handed_in)
+        assert ana.total_seconds_late == 0
+        assert ben.total_seconds_late == 37 * 3600 + 60
