@@ -374,7 +374,8 @@ def test_student_code_cannot_read_solutions_gradebook_classmates_or_network(roun
     if why_not:
         pytest.skip(f"no sandbox on this machine: {why_not}")
     course, grades, _ = round_trip
-    text = "".join(o.get("text", "") for c in _cells(course / "autograded" / "sneaky" / "a1_metrics" / "a1_metrics.ipynb")
+    text = "".join(_source({"source": o.get("text", "")})
+                   for c in _cells(course / "autograded" / "sneaky" / "a1_metrics" / "a1_metrics.ipynb")
                    for o in c.get("outputs", []))
     assert "LEAKED" not in text, text
     assert text.count("BLOCKED") == 6, text
