@@ -233,13 +233,17 @@ def cmd_autograde(course: Path, folder: Path | None, *, force: bool = False, out
     problems = _problem_lines(subs)
     if problems:
         lines += ["Files not graded:"] + ["  " + p for p in problems]
+    for a in assignments(course):
+        absent = [r["student"] for r in rows if r["submitted"] and a not in r["submitted"].split()]
+        if absent and len(absent) < sum(bool(r["submitted"]) for r in rows):
+            lines.append(f"Nothing graded for {a} ({len(absent)}): {', '.join(absent)}")
     missing = [r for r in rows if not r["submitted"]]
     if missing:
         lines += ["Students with nothing graded:"] + [f"  {r['student']}: {r['status']}" for r in missing]
     summary_path = write_summary(course, out, lines)
     print("\n" + "\n".join(lines))
     print(f"(this summary is also in {summary_path}; feedback pages in {course / 'feedback'})")
-    return 1 if failed else 0
+    return 1 if any(not r.status.startswith("graded") for r in results) else 0
 
 
 def cmd_feedback(course: Path, only_assignment: str | None, only_student: str | None) -> int:
