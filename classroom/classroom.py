@@ -35,7 +35,7 @@ import grades  # noqa: E402
 import intake  # noqa: E402
 import sandbox  # noqa: E402
 from assignments import SOLUTION_MARKERS, assignments, exercise_column, exercises, source_notebooks  # noqa: E402,F401
-from grading import grade_all, kernel_env, needs_grading  # noqa: E402
+from grading import grade_all, kernel_env, last_status, needs_grading  # noqa: E402
 from repair import repair_metadata  # noqa: E402,F401
 from roster import Roster, read_roster  # noqa: E402
 
@@ -194,6 +194,7 @@ def cmd_autograde(course: Path, folder: Path | None, *, force: bool = False, out
         print(f"no submissions found in {folder}", file=sys.stderr)
         return 2
     grades.apply_schedule(course, [(s, a) for s, a, _ in todo])
+    everything = list(todo)
     if not force:
         todo = [t for t in todo if needs_grading(course, *t)]
     why_not = sandbox.available()
@@ -210,9 +211,10 @@ def cmd_autograde(course: Path, folder: Path | None, *, force: bool = False, out
     results = grade_all(course, todo, hide=hide, use_sandbox=sandboxed, jobs=jobs, timeout=timeout, threads=threads)
 
     status: dict[str, list[str]] = {}
-    for r in results:
-        if r.status != "graded":
-            status.setdefault(r.student, []).append(f"{r.assignment}: {r.status}")
+    for student, assignment, _ in sorted(p for p in everything):
+        last = last_status(course, student, assignment)
+        if last and last != "graded":
+            status.setdefault(student, []).append(f"{assignment}: {last}")
     for s in subs:
         if s.problem and s.student and "older than" not in s.problem:
             status.setdefault(s.student, []).append(f"{s.rel}: {s.problem}")

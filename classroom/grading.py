@@ -71,8 +71,9 @@ def grade_one(course: Path, student: str, assignment: str, notebook: str, *, slo
         restored = repair_metadata(path, release)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         log_path.write_text(f"{path}: {err!r}\n")
-        return Result(student, assignment, f"unreadable ({type(err).__name__}): ask for the .ipynb file again",
-                      time.perf_counter() - start)
+        status = f"unreadable ({type(err).__name__}): ask for the .ipynb file again"
+        log_path.with_suffix(".status").write_text(status + "\n")
+        return Result(student, assignment, status, time.perf_counter() - start)
     env = kernel_env(threads)
     scratch = None
     if use_sandbox:
@@ -102,7 +103,14 @@ def grade_one(course: Path, student: str, assignment: str, notebook: str, *, slo
     slow = _timed_out_cells(course / "autograded" / student / assignment / f"{notebook}.ipynb")
     if status == "graded" and slow:
         status = f"graded ({slow} cells stopped after {timeout} s)"
+    log_path.with_suffix(".status").write_text(status + "\n")     # kept for later runs' grade tables
     return Result(student, assignment, status, time.perf_counter() - start)
+
+
+def last_status(course: Path, student: str, assignment: str) -> str:
+    """The status the last grading of this notebook ended with ('' if never graded)."""
+    path = course / "logs" / student / f"{assignment}.status"
+    return path.read_text().strip() if path.exists() else ""
 
 
 def grade_all(course: Path, todo: list[tuple[str, str, str]], *, hide: list[Path], use_sandbox: bool,
