@@ -27,8 +27,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_OUT = HERE / "_build"
 
-# Repository path -> its path in the staged sources; the site's pages besides the notebooks.
-PAGES = {"README.md": "index.md", "INSTRUCTORS.md": "INSTRUCTORS.md", "data/README.md": "data/README.md"}
+# The pages besides the notebooks, under "More" in the sidebar, where they exist; every
+# Markdown file in docs/ joins them.
+MORE = ["notebooks/README.md", "INSTRUCTORS.md", "data/README.md"]
 NOTEBOOKS = "notebooks/[0-9][0-9]_*.ipynb"
 # Remote images the pages carry, served from the site instead (it loads nothing from elsewhere).
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -56,10 +57,18 @@ def notebooks() -> list[str]:
     return sorted(p.relative_to(REPO).as_posix() for p in REPO.glob(NOTEBOOKS))
 
 
+def pages() -> dict[str, str]:
+    """The site's Markdown pages: repository path -> path in the staged sources. The
+    README is the landing page."""
+    more = [p for p in MORE if (REPO / p).is_file()]
+    more += sorted(p.relative_to(REPO).as_posix() for p in HERE.glob("*.md"))
+    return {"README.md": "index.md", **{p: p for p in more}}
+
+
 def staged_path(repo_path: str) -> str | None:
     """Where a repository file sits in the staged sources, or None if it is not a page."""
-    if repo_path in PAGES:
-        return PAGES[repo_path]
+    if repo_path in pages():
+        return pages()[repo_path]
     return repo_path if repo_path in notebooks() else None
 
 
@@ -142,7 +151,7 @@ def landing_page(readme: str, repo_url: str, tag: str) -> str:
     """The README as the site's front page, followed by the (hidden) tables of contents
     that make the sidebar: the notebooks in order, then the other pages."""
     course = "\n".join(posixpath.splitext(nb)[0] for nb in notebooks())
-    more = "\n".join(posixpath.splitext(page)[0] for page in PAGES.values() if page != "index.md")
+    more = "\n".join(posixpath.splitext(page)[0] for page in pages().values() if page != "index.md")
     toc = ("\n\n```{toctree}\n:hidden:\n:caption: The course\n\n" + course + "\n```\n"
            "\n```{toctree}\n:hidden:\n:caption: More\n\n" + more + "\n```\n")
     return rewrite_links(readme, "README.md", repo_url, tag).rstrip() + toc
@@ -154,7 +163,7 @@ def stage(src: Path) -> None:
     are removed."""
     repo_url, tag = release_info()
     wanted = {"index.md": landing_page((REPO / "README.md").read_text(encoding="utf-8"), repo_url, tag)}
-    for source, target in PAGES.items():
+    for source, target in pages().items():
         if target != "index.md":
             wanted[target] = rewrite_links((REPO / source).read_text(encoding="utf-8"), source, repo_url, tag)
     for target, text in wanted.items():

@@ -14,7 +14,7 @@ html_title = "seglab: semantic segmentation, hands on"
 author = "the seglab authors"
 copyright = "the seglab authors"
 
-extensions = ["myst_nb"]
+extensions = ["myst_nb", "sphinx.ext.githubpages"]  # githubpages: .nojekyll, so Pages serves _static/
 
 # The notebooks are shown as committed: never executed here (the outputs come from
 # `python3 tasks.py notebooks`), and read through build_site.read_notebook.
@@ -23,6 +23,9 @@ nb_custom_formats = {".ipynb": ["build_site.read_notebook", {}]}
 nb_ipywidgets_js = {}  # no widget manager from a CDN: widget outputs are replaced by a note
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
+# Warnings fail the build (-W): a missing file or a broken link must. A skipped heading
+# level is a matter of style, not a broken page.
+suppress_warnings = ["myst.header"]
 
 # MathJax 3 served from the site itself (build_site.copy_mathjax puts it into _static).
 mathjax_path = "mathjax/tex-chtml.js"
@@ -39,8 +42,6 @@ html_theme_options = {
 }
 # The figures are drawn on white; unset, the theme also logs a console error on a first visit.
 html_context = {"default_mode": "light"}
-html_static_path = []
-html_last_updated_fmt = None
 
 
 def setup(app):
