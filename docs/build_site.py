@@ -22,10 +22,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import nbformat
+    from sphinx.application import Sphinx
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_OUT = HERE / "_build"
+MARKER = ".seglab-site"  # marks a build folder as ours: only then is anything in it replaced
 
 # The pages besides the notebooks, under "More" in the sidebar, where they exist; every
 # Markdown file in docs/ joins them.
@@ -96,7 +102,7 @@ def rewrite_links(markdown: str, source: str, repo_url: str, tag: str) -> str:
         lambda m: m.group(1) + rewrite_target(m.group(2), source, repo_url, tag), markdown)
 
 
-def read_notebook(text: str, folder: str = "notebooks"):
+def read_notebook(text: str, folder: str = "notebooks") -> nbformat.NotebookNode:
     """MyST-NB's reader for the site's notebooks (``nb_custom_formats`` in conf.py): the
     committed notebook with links rewritten, and each live widget's output replaced by a
     note. Without a kernel a widget shows nothing useful (its text fallback is the
@@ -115,7 +121,7 @@ def read_notebook(text: str, folder: str = "notebooks"):
     return nb
 
 
-def copy_mathjax(app, exception: Exception | None) -> None:
+def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
     """Sphinx ``build-finished`` hook: MathJax 3 into the site's ``_static/mathjax``, from
     the copy the sphinx-mathjax-offline package ships: the TeX-to-HTML component
     (``mathjax_path`` in conf.py) and what it loads on demand (TeX extensions, fonts, the
@@ -188,8 +194,13 @@ def sphinx_command(src: Path, out: Path) -> list[str]:
 def build(out: Path = DEFAULT_OUT, clean: bool = False) -> Path:
     """Stage the sources and run Sphinx; returns the folder of the HTML site."""
     out = out.resolve()
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        sys.exit(f"{out} is not empty and holds no earlier website build: "
+                 "choose an empty or new folder with --out")
     if clean:
         shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
     src, html = out / "src", out / "html"
     stage(src)
     code = subprocess.call(sphinx_command(src, out))

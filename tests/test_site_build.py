@@ -1,11 +1,14 @@
-"""The website's pages link to each other, and to the repository for everything else
-(docs/build_site.py): no link of the site leads to a file the site does not have."""
+"""The website's staging (docs/build_site.py): its pages link to each other, and to the
+repository for everything else, so no link of the site leads to a file the site does not
+have; and the build writes only into a folder of its own. Fast: no Sphinx run."""
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docs"))
-from build_site import COLAB_BADGE, read_notebook, rewrite_links  # noqa: E402
+from build_site import COLAB_BADGE, build, read_notebook, rewrite_links  # noqa: E402
 
 URL, TAG = "https://github.com/o/r", "v9.9.9"
 
@@ -48,3 +51,10 @@ def test_a_widget_output_becomes_a_note_and_its_state_is_dropped():
     read = read_notebook(nbformat.writes(nb))
     assert "widgets" not in read.metadata
     assert list(read.cells[0].outputs[0]["data"]) == ["text/markdown"]
+
+
+def test_the_build_refuses_a_folder_that_holds_files_it_did_not_make(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not empty"):
+        build(tmp_path, clean=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
