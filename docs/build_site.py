@@ -105,9 +105,10 @@ def rewrite_links(markdown: str, source: str, repo_url: str, tag: str) -> str:
 def read_notebook(text: str, folder: str = "notebooks") -> nbformat.NotebookNode:
     """MyST-NB's reader for the site's notebooks (``nb_custom_formats`` in conf.py): the
     committed notebook with links rewritten, and each live widget's output replaced by a
-    note. Without a kernel a widget shows nothing useful (its text fallback is the
-    widget's repr), so its saved state is dropped too; the notebooks draw the same
-    pictures as ordinary figures for these readers."""
+    note, followed by the widget's still image where the output carries one. Without a
+    kernel a widget shows nothing useful (its text fallback is the widget's repr), so its
+    saved state is dropped too; the notebooks draw the same pictures as ordinary figures
+    for these readers."""
     import nbformat
     repo_url, tag = release_info()
     nb = nbformat.reads(text, as_version=4)
@@ -115,10 +116,22 @@ def read_notebook(text: str, folder: str = "notebooks") -> nbformat.NotebookNode
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = rewrite_links(cell.source, f"{folder}/notebook.ipynb", repo_url, tag)
-        for output in cell.get("outputs", []):
-            if WIDGET_VIEW in output.get("data", {}):
-                output["data"] = {"text/markdown": WIDGET_NOTE}
+        elif cell.cell_type == "code":
+            cell.outputs = [new for output in cell.outputs for new in _without_widget(output)]
     return nb
+
+
+def _without_widget(output: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """A widget's output as the note and its image fallback, if any; other outputs as they are."""
+    import nbformat
+    data = output.get("data", {})
+    if WIDGET_VIEW not in data:
+        return [output]
+    still = {mime: value for mime, value in data.items() if mime.startswith("image/")}
+    shown = [nbformat.v4.new_output("display_data", data={"text/markdown": WIDGET_NOTE})]
+    if still:
+        shown.append(nbformat.v4.new_output("display_data", data=still, metadata=output.get("metadata", {})))
+    return shown
 
 
 def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:

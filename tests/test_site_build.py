@@ -58,3 +58,13 @@ def test_the_build_refuses_a_folder_that_holds_files_it_did_not_make(tmp_path):
     with pytest.raises(SystemExit, match="not empty"):
         build(tmp_path, clean=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_widget_output_with_a_still_image_keeps_the_image_after_the_note():
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("viewer", outputs=[nbformat.v4.new_output(
+        "display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m"},
+                              "image/png": "iVBORw0KGgo=", "text/plain": "VBox(...)"})])]
+    outputs = read_notebook(nbformat.writes(nb)).cells[0].outputs
+    assert [list(o["data"]) for o in outputs] == [["text/markdown"], ["image/png"]]
