@@ -193,8 +193,9 @@ def _fix_for(spec: DatasetSpec, root: Path, base: str, how: str, kinds: set[str]
                 f"error page from a proxy): check the base URL. Then {keep}.")
     if kinds <= {"silent", "slow"}:
         return (f"The server at {base} ({how}) accepted the connection but sent too little: try again "
-                f"later or set ${spec.source.url_env} to a mirror, then {keep}. If you already have the "
-                f"files as a folder or archive, use `{spec.download_command} --from PATH`.")
+                f"later (on a slow link, lower --min-rate or raise --stall-timeout) or set "
+                f"${spec.source.url_env} to a mirror, then {keep}. If you already have the files as a "
+                f"folder or archive, use `{spec.download_command} --from PATH`.")
     return (f"Check the network connection (or set ${spec.source.url_env} to a mirror), then {keep}. "
             f"If you already have the files as a folder or archive, use "
             f"`{spec.download_command} --from PATH`.")
@@ -233,6 +234,8 @@ def download(dataset: str | DatasetSpec = "camvid", root: str | os.PathLike | No
         todo = [p.entry for p in _to_write(spec, root, entries, overwrite, workers)]  # another run may have filled it
         if not todo:
             return root
+        for folder in sorted({(root / e.path).parent for e in todo}):
+            _make_root(spec, folder)  # here, not racing in pooch's threads
         if progress:
             print(f"seglab: downloading {len(todo)} of {len(entries)} {spec.name} files "
                   f"({_mb(sum(e.size for e in todo))}) from {base} into {root}", file=sys.stderr)

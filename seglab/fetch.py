@@ -144,6 +144,7 @@ class BoundedDownloader:
         self.transfers.add(response)
         first: list[bytes] = []
         try:
+            self._check_reply(response)
             chunks = self._body(response, url, time.monotonic() + self.limits.deadline_s(self.entry.size), first)
             copy_checked(chunks, output_file, self.entry, self.on_bytes, self.transfers.abort)
         except Failed as failure:
@@ -165,20 +166,27 @@ class BoundedDownloader:
             if self.transfers.abort.is_set():
                 raise Failed("stopped before it finished", "stopped") from None
             raise _open_failure(err, url, self.limits) from None
+        return response
+
+    def _check_reply(self, response) -> None:
+        """Refuse an HTTP error, or a reply whose announced length is not the file's."""
         if response.status_code >= 400:
             code, reason = response.status_code, response.reason
-            response.close()
             raise Failed(f"HTTP {code} {reason}", "http",
                          transient=code >= 500 or code in (408, 429), code=code)
         announced = response.headers.get("Content-Length", "").strip()
         if announced.isdigit() and int(announced) != self.entry.size:
-            first = response.raw.read(min(int(announced), 512)) if int(announced) < 100_000 else b""
+            read = getattr(response.raw, "read1", None) or response.raw.read
+            try:
+                first = read(512)
+            except Exception:  # noqa: BLE001 - only a hint for the message
+                first = b""
+            if self.transfers.abort.is_set():
+                raise Failed("stopped before it finished", "stopped")
             page = _looks_like_a_page(first, response.headers.get("Content-Type", ""))
-            response.close()
             what = page or f"{int(announced)} bytes"
             raise Failed(f"the server sent {what}, not the file (the manifest expects {self.entry.size} "
                          f"bytes)", "notfile")
-        return response
 
     def _body(self, response, url: str, deadline: float, first: list[bytes]) -> Iterator[bytes]:
         """The reply's bytes as they arrive (the first chunk is kept in ``first``); every
