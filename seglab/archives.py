@@ -165,10 +165,10 @@ def _tar_listing(tf: tarfile.TarFile, archive: Path, dest: Path) -> list[tuple[s
     return files
 
 
-def _damaged(source: Path, err: BaseException, what: str) -> DownloadError:
-    return DownloadError(f"the archive {source} is damaged or truncated ({what}: {type(err).__name__}: "
-                         f"{err}): get a complete copy again, or unpack what you can yourself and pass "
-                         f"the folder. Nothing was written.")
+def _damaged(source: Path, what: str) -> DownloadError:
+    return DownloadError(f"the archive {source} is damaged or truncated ({what}), as when its download "
+                         f"stopped early: get a complete copy again, or unpack what you can yourself and "
+                         f"pass the folder. Nothing was written.")
 
 
 def _open_archive(source: Path, dest: Path):
@@ -184,7 +184,8 @@ def _open_archive(source: Path, dest: Path):
         try:
             archive = zipfile.ZipFile(source)
         except _READ_ERRORS as err:
-            raise _damaged(source, err, "a .zip without its table of contents") from None
+            raise _damaged(source, "it starts as a .zip, but the table of contents at its end is "
+                                   f"missing or unreadable: {type(err).__name__}") from None
         try:
             return archive, _zip_listing(archive, source), archive.open
         except BaseException:
@@ -194,12 +195,12 @@ def _open_archive(source: Path, dest: Path):
         try:
             archive = tarfile.open(source, "r:*")
         except _READ_ERRORS as err:
-            raise _damaged(source, err, "a tar archive that cannot be opened") from None
+            raise _damaged(source, f"a tar archive that cannot be opened: {type(err).__name__}: {err}") from None
         try:
             return archive, _tar_listing(archive, source, dest), archive.extractfile
         except _READ_ERRORS as err:
             archive.close()
-            raise _damaged(source, err, "its list of files ends early") from None
+            raise _damaged(source, f"its list of files ends early: {type(err).__name__}: {err}") from None
         except BaseException:
             archive.close()
             raise

@@ -35,7 +35,7 @@ from .datasets import DatasetSpec, get_spec, resolve_root
 from .errors import DownloadError
 from .fetch import BoundedDownloader, Limits, Transfers
 from .manifest import ManifestEntry, Problem, find_problems, load_manifest
-from .safe_files import Failed, local_failure, refuse_links, remove_leftovers, write_verified
+from .safe_files import Failed, local_failure, refuse_links, remove_leftovers, remove_quietly, write_verified
 
 __all__ = ["ManifestEntry", "Limits", "load_manifest", "download", "download_camvid", "download_isbi_em",
            "verify", "import_local", "folder_lock", "LOCK_NAME", "OVERWRITE_RULE"]
@@ -133,13 +133,13 @@ def _to_write(spec: DatasetSpec, root: Path, entries: Sequence[ManifestEntry], o
         [Problem(e, f"{root / e.path}: missing", True) for e in entries]
     changed = [p for p in problems if not p.missing]
     if changed and not overwrite:
-        names = ", ".join(p.entry.path for p in changed[:MAX_LISTED])
+        names = ", ".join(f"{p.entry.path} ({p.text.split(': ', 1)[-1].split(' (')[0]})"
+                          for p in changed[:MAX_LISTED])
         more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
         raise DownloadError(
             f"{len(changed)} {spec.name} file(s) in {root} differ from the published ones and may hold "
-            f"your own changes: {names}{more} ({changed[0].text.split(': ', 1)[-1]}). Nothing was "
-            f"replaced. Re-run with --overwrite to replace them with the published files, or move "
-            f"them elsewhere first.")
+            f"your own changes: {names}{more}. Nothing was replaced. Re-run with --overwrite to replace "
+            f"them with the published files, or move them elsewhere first.")
     for p in changed:
         print(f"seglab: replacing {p.text}", file=sys.stderr)
     refuse_links(root, [p.entry for p in problems])
@@ -305,7 +305,7 @@ def _fetch_all(store, todo: list[ManifestEntry], workers: int, progress: bool, l
     fail the same way. Ctrl-C stops everything at once: live transfers are shut, and a
     thread still waiting to connect is left to time out on its own (daemon threads)."""
     import requests
-    transfers, guard = Transfers(), threading.Lock()
+    transfers, guard, hold = Transfers(), threading.Lock(), threading.Event()
     bar = _progress_bar(sum(e.size for e in todo), desc, progress)
     queue, failures, tally = deque(todo), [], Counter()
     give_up_after = max(8, 2 * workers)
@@ -321,7 +321,7 @@ def _fetch_all(store, todo: list[ManifestEntry], workers: int, progress: bool, l
                     if not queue:
                         return
                     entry = queue.popleft()
-                if transfers.abort.is_set():
+                if transfers.abort.is_set() or hold.is_set():
                     failure = Failed("not tried: the download stopped early", "stopped")
                 else:
                     failure = _fetch_one(store, entry, limits, transfers, session, retries, on_bytes)
@@ -331,9 +331,9 @@ def _fetch_all(store, todo: list[ManifestEntry], workers: int, progress: bool, l
                         continue
                     failures.append((entry, store.get_url(entry.path), failure))
                     tally["failed"] += failure.kind != "stopped"
-                    tally["waited"] += failure.kind in ("connect", "silent", "slow")
-                    hopeless = tally["ok"] == 0 and (tally["failed"] >= give_up_after
-                                                     or tally["waited"] >= workers)
+                    hopeless = tally["ok"] == 0 and tally["failed"] >= give_up_after
+                    if tally["ok"] == 0 and failure.kind in ("connect", "silent", "slow"):
+                        hold.set()  # each new file would wait as long again: let the live ones end
                 if failure.kind == "disk" or hopeless:
                     transfers.stop()
 
@@ -350,6 +350,8 @@ def _fetch_all(store, todo: list[ManifestEntry], workers: int, progress: bool, l
         end = time.monotonic() + STOP_GRACE_S
         for t in threads:
             t.join(max(0.0, end - time.monotonic()))
+        for path in list(transfers.outputs):  # of threads still waiting for a reply: they stop on it
+            remove_quietly(Path(path))
         raise
     finally:
         bar.close()

@@ -48,6 +48,7 @@ class Transfers:
 
     def __init__(self) -> None:
         self.abort = threading.Event()
+        self.outputs: set[str] = set()  # temporary files being written, for a last clean-up
         self._live: set = set()
         self._guard = threading.Lock()
 
@@ -137,6 +138,13 @@ class BoundedDownloader:
     def __call__(self, url: str, output_file, pooch=None) -> None:
         if self.transfers.abort.is_set():
             raise Failed("not tried: the download stopped early", "stopped")
+        self.transfers.outputs.add(str(output_file))
+        try:
+            self._fetch(url, output_file)
+        finally:
+            self.transfers.outputs.discard(str(output_file))
+
+    def _fetch(self, url: str, output_file) -> None:
         if urllib.parse.urlsplit(url).scheme == "file":
             copy_checked(_file_chunks(url), output_file, self.entry, self.on_bytes, self.transfers.abort)
             return
