@@ -4,7 +4,8 @@ The notebooks import from here instead of hiding long logic in cells. One job pe
 
 - ``datasets``   what each data set is (classes, colours, folders, source)
 - ``data``       finding, checking, decoding and caching the files; the Dataset class
-- ``download``   verified, resumable downloads and imports of local copies
+- ``download``   verified, resumable downloads (pooch) and imports of local copies;
+                 its parts: ``manifest``, ``fetch``, ``safe_files``, ``archives``
 - ``transforms`` joint image/mask augmentation and evaluation transforms
 - ``models``     the U-Net
 - ``losses``     cross-entropy, Dice, class weights

@@ -126,7 +126,7 @@ def _make_root(spec: DatasetSpec, root: Path) -> None:
 
 
 def _to_write(spec: DatasetSpec, root: Path, entries: Sequence[ManifestEntry], overwrite: bool,
-              workers: int) -> list[Problem]:
+              workers: int, announce: bool = False) -> list[Problem]:
     """The files to write: missing ones, and changed ones only with ``overwrite`` (each
     named on stderr before it is replaced). Without it, changed files stop the run."""
     problems = find_problems(root, entries, workers) if root.is_dir() else \
@@ -140,7 +140,7 @@ def _to_write(spec: DatasetSpec, root: Path, entries: Sequence[ManifestEntry], o
             f"{len(changed)} {spec.name} file(s) in {root} differ from the published ones and may hold "
             f"your own changes: {names}{more}. Nothing was replaced. Re-run with --overwrite to replace "
             f"them with the published files, or move them elsewhere first.")
-    for p in changed:
+    for p in changed if announce else ():
         print(f"seglab: replacing {p.text}", file=sys.stderr)
     refuse_links(root, [p.entry for p in problems])
     return problems
@@ -231,7 +231,8 @@ def download(dataset: str | DatasetSpec = "camvid", root: str | os.PathLike | No
     _make_root(spec, root)
     with folder_lock(root, lock_timeout, verbose=progress), _quiet_pooch():
         remove_leftovers(root, entries)
-        todo = [p.entry for p in _to_write(spec, root, entries, overwrite, workers)]  # another run may have filled it
+        # Checked again under the lock: another run may have filled the folder meanwhile.
+        todo = [p.entry for p in _to_write(spec, root, entries, overwrite, workers, announce=True)]
         if not todo:
             return root
         for folder in sorted({(root / e.path).parent for e in todo}):
@@ -400,7 +401,7 @@ def import_local(dataset: str | DatasetSpec, source: str | os.PathLike, root: st
         _make_root(spec, root)
         with folder_lock(root, lock_timeout, verbose=progress):
             remove_leftovers(root, entries)
-            todo = {p.entry.path for p in _to_write(spec, root, entries, overwrite, 4)}
+            todo = {p.entry.path for p in _to_write(spec, root, entries, overwrite, 4, announce=True)}
             plan = [(e, chunks) for e, chunks in copy.plan if e.path in todo]
             bar = _progress_bar(sum(e.size for e, _ in plan), f"import {spec.name}", progress)
             try:

@@ -246,7 +246,7 @@ def test_hand_edited_data_file_is_named_and_kept_unless_overwrite(serve, tmp_pat
     assert (root / "train.txt").read_text() == "my own split\n" and server.requests == []
 
     fetch(server, root, overwrite=True)
-    assert f"replacing {root / 'train.txt'}" in capsys.readouterr().err
+    assert capsys.readouterr().err.count(f"replacing {root / 'train.txt'}") == 1
     assert (root / "train.txt").read_bytes() == FILES["train.txt"]
 
 
