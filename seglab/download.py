@@ -140,9 +140,9 @@ def _to_write(spec: DatasetSpec, root: Path, entries: Sequence[ManifestEntry], o
             f"{len(changed)} {spec.name} file(s) in {root} differ from the published ones and may hold "
             f"your own changes: {names}{more}. Nothing was replaced. Re-run with --overwrite to replace "
             f"them with the published files, or move them elsewhere first.")
+    refuse_links(root, [p.entry for p in problems])
     for p in changed if announce else ():
         print(f"seglab: replacing {p.text}", file=sys.stderr)
-    refuse_links(root, [p.entry for p in problems])
     return problems
 
 
