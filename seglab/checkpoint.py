@@ -58,8 +58,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path} is a folder; pass the .pt file inside it (best.pt or last.pt).")
     damaged = _damaged_member(path)
     if damaged:
-        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({damaged} fails its checksum: "
-                              f"the file changed after it was written). Use the other checkpoint of the run "
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({damaged}: the file changed "
+                              f"or was cut short after it was written). Use the other checkpoint of the run "
                               f"(best.pt / last.pt) or train again.")
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol warnings would bury the one-line error
@@ -97,9 +97,10 @@ def _damaged_member(path: Path) -> str | None:
         if not zipfile.is_zipfile(path):
             return None
         with zipfile.ZipFile(path) as archive:
-            return archive.testzip()
+            bad = archive.testzip()
+        return None if bad is None else f"its part {bad.split('/', 1)[-1]} fails its checksum"  # archive folder dropped
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
-        return f"its zip structure ({type(err).__name__})"
+        return f"its zip structure is broken ({type(err).__name__})"
 
 
 # Globals a checkpoint of tensors, dicts and lists needs: torch's tensor and storage
@@ -179,7 +180,7 @@ def check_checkpoint(state: dict, path: str | os.PathLike = "checkpoint") -> Non
     if not isinstance(train, dict):
         raise _edited(path, "has a train_config that is not a dict")
     if train.get("size") is not None and not _size_ok(train["size"]):
-        raise _edited(path, f"has size {train['size']!r}; a size is two whole numbers above 0 (height, width)")
+        raise _edited(path, f"has size {train['size']!r}, not two whole numbers above 0 (height, width)")
     scales = train.get("eval_scales")
     if scales is not None and not (isinstance(scales, (list, tuple)) and scales
                                    and all(isinstance(v, (int, float)) and 0.25 <= v <= 4 for v in scales)):

@@ -47,8 +47,8 @@ def image_array(image: Image.Image, channels: int) -> np.ndarray:
     if mode in SIXTEEN_BIT:
         values = np.asarray(image).astype(np.int64)
         if values.size and (values.min() < 0 or values.max() > 65535):
-            raise ImageRefused(f"a {mode} image with values from {values.min()} to {values.max()}, outside "
-                               f"the 16-bit range; save it as an 8- or 16-bit PNG")
+            raise ImageRefused(f"an image of Pillow mode {mode} with values from {values.min()} to "
+                               f"{values.max()}, outside the 16-bit range; save it as an 8- or 16-bit PNG")
         image = Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
     elif mode not in AS_STORED:
         raise ImageRefused(f"Pillow mode {mode} has no one right 8-bit reading; save the image as an "
