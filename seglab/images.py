@@ -1,19 +1,15 @@
 """Reading a user's image file as the 8-bit pixels a model expects, with one declared
 policy for every mode Pillow can open, so that no image is silently misread.
 
-=========================================  =================================================
-Pillow mode                                what seglab does
-=========================================  =================================================
-``L`` (8-bit grey), ``RGB``, ``RGBX``       used as stored
-``1`` (black and white)                    black 0, white 255
-``P`` (palette)                            each index replaced by its palette colour
-``RGBA``, ``LA``, ``PA``, ``RGBa``            alpha dropped: the stored colours are used
-``CMYK``, ``YCbCr``, ``HSV``                  converted to RGB by Pillow
-``I;16``, ``I;16L``, ``I;16B``, ``I;16N``     16-bit: scaled to 8 bits, ``round(v * 255 / 65535)``
-``I`` (32-bit integers)                    read as 16-bit (0 to 65535) and scaled likewise;
-                                           values outside that range are refused
-``F`` (floats), ``LAB``, ``La``, others     refused: they have no one right 8-bit reading
-=========================================  =================================================
+- ``L`` (8-bit grey), ``RGB``, ``RGBX``: used as stored.
+- ``1`` (black and white): black 0, white 255.
+- ``P`` (palette): each index replaced by its palette colour.
+- ``RGBA``, ``LA``, ``PA``, ``RGBa``: alpha dropped; the stored colours are used.
+- ``CMYK``, ``YCbCr``, ``HSV``: converted to RGB by Pillow.
+- ``I;16``, ``I;16L``, ``I;16B``, ``I;16N`` (16-bit): scaled to 8 bits, ``round(v * 255 / 65535)``.
+- ``I`` (32-bit integers): read as 16-bit (0 to 65535) and scaled likewise; values outside
+  that range are refused.
+- ``F`` (floats), ``LAB``, ``La`` and any other mode: refused, with no one right 8-bit reading.
 
 A model with 3 input channels gets grey images copied into R, G and B; a model with one
 channel gets colour images as Pillow's luma (ITU-R 601-2). A file with several frames

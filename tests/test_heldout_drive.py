@@ -26,11 +26,14 @@ def two_drives(synthetic_camvid, tmp_path) -> Path:
     root = tmp_path / "camvid"
     for split in ("train", "val", "test"):
         names = sorted(p.name for p in (synthetic_camvid / split).iterdir())
+        new_names = [(f"AAA_{i:04d}.png" if i < 4 else f"BBB_{i:04d}.png") if split == "train" else name
+                     for i, name in enumerate(names)]
         for sub in CAMVID.layout[split]:
             (root / sub).mkdir(parents=True)
-            for i, name in enumerate(names):
-                new = (f"AAA_{i:04d}.png" if i < 4 else f"BBB_{i:04d}.png") if split == "train" else name
+            for name, new in zip(names, new_names):
                 shutil.copy(synthetic_camvid / sub / name, root / sub / new)
+        (root / f"{split}.txt").write_text("".join(f"/SegNet/CamVid/{split}/{n} /SegNet/CamVid/{split}annot/{n}\n"
+                                                   for n in new_names))
     return root
 
 
