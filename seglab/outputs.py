@@ -21,9 +21,12 @@ RUN_FILES = ("last.pt", "best.pt", "config.json", "history.json", "history.csv")
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    mask = os.umask(0)  # the only way to read it; set back at once
     os.umask(mask)
     return mask
+
+
+_UMASK = _umask()  # read once: changing it briefly while other threads create files is unsafe
 
 
 @contextmanager
@@ -38,7 +41,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # the permissions an ordinary new file gets
+        os.chmod(tmp, 0o666 & ~_UMASK)  # the permissions an ordinary new file gets
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -88,7 +91,7 @@ def check_run_folder(out: str | os.PathLike, resume: str | os.PathLike | None, o
         return
     if overwrite:
         for name in found:
-            (out / name).unlink()
+            (out / name).unlink(missing_ok=True)  # torchrun: every rank runs this check
         return
     files = ", ".join(found)
     if resume is not None:

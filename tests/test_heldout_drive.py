@@ -70,6 +70,8 @@ def test_holding_out_a_drive_that_val_also_has_is_refused_when_training_on_val(t
     drive = heldout.drive_of(sorted(_names(two_drives / "val"))[0])
     shutil.copy(two_drives / "train" / "AAA_0000.png", two_drives / "train" / f"{drive}_9999.png")
     shutil.copy(two_drives / "trainannot" / "AAA_0000.png", two_drives / "trainannot" / f"{drive}_9999.png")
+    with open(two_drives / "train.txt", "a") as f:
+        f.write(f"/SegNet/CamVid/train/{drive}_9999.png /SegNet/CamVid/trainannot/{drive}_9999.png\n")
     with pytest.raises(SeglabError, match="also in the val split"):
         heldout.build_heldout_root(two_drives, drive, tmp_path / "held", with_val=True)
     assert not (tmp_path / "held").exists()

@@ -213,3 +213,10 @@ def test_evaluate_writes_json_to_a_file_and_never_replaces_one_without_overwrite
     assert target.read_text() == "my notes"
     code, _, err = _run([*argv, "--overwrite"], capsys)
     assert code == 0 and "miou" in json.loads(target.read_text())
+
+
+def test_files_written_atomically_get_the_permissions_of_an_ordinary_new_file(tmp_path):
+    from seglab.outputs import write_text
+    ordinary = tmp_path / "ordinary.txt"
+    ordinary.write_text("x")
+    assert (write_text(tmp_path / "atomic.txt", "x").stat().st_mode & 0o777) == (ordinary.stat().st_mode & 0o777)
