@@ -86,7 +86,7 @@ def test_new_run_into_a_folder_with_best_pt_and_history_but_no_last_pt_is_refuse
     assert _files(out) == before
 
 
-def test_overwrite_replaces_the_old_run_and_leaves_none_of_its_files(synthetic_camvid, tmp_path, capsys):
+def test_overwrite_replaces_the_old_run_and_keeps_the_learners_other_files(synthetic_camvid, tmp_path, capsys):
     out = tmp_path / "old-run"
     out.mkdir()
     (out / "best.pt").write_bytes(b"an older run's best model")
