@@ -88,21 +88,23 @@ def _read_split_file(spec: DatasetSpec, root: Path, split: str) -> dict[str, int
     """The file names a split file lists (``/SegNet/CamVid/train/x.png ...`` per line, the
     image's name taken), each with its line number; a missing or empty file is an error."""
     split_file = root / f"{split}.txt"
-    fix = f"Re-run `{spec.download_command} --root {root}`, which fetches it."
+    restore = (f"Re-run `{spec.download_command} --root {root} --overwrite`, which restores the "
+               f"published file.")
     try:
         text = split_file.read_text()
     except FileNotFoundError:
         raise DataError(f"split file {split_file} is missing: it lists the images of the {split} split. "
-                        f"{fix}") from None
+                        f"Re-run `{spec.download_command} --root {root}`, which fetches it.") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"split file {split_file} cannot be read ({err}). {fix}") from None
+        raise DataError(f"split file {split_file} cannot be read ({err}). {restore}") from None
     listed: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if parts:
             listed.setdefault(Path(parts[0]).name, lineno)
     if not listed:
-        raise DataError(f"split file {split_file} lists no images, so the {split} split would be empty. {fix}")
+        raise DataError(f"split file {split_file} lists no images, so the {split} split would be empty. "
+                        f"{restore}")
     return listed
 
 
