@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """One-file task runner: needs only Python 3.10+ (no make, no conda).
 
-    python3 tasks.py course      set up .venv, get the data, open the course in JupyterLab
+    python3 tasks.py course      set up .venv, get the data, open notebook 01 in JupyterLab
     python3 tasks.py test        set up .venv, run the whole test suite (package + notebooks)
     python3 tasks.py notebooks   re-execute every notebook in full mode and write the outputs back
     python3 tasks.py student     build the student versions of the assignments (nbgrader)
     python3 tasks.py autograde   autograde submissions in classroom/submitted (nbgrader)
     python3 tasks.py validate    check the instructor notebooks pass their own tests (nbgrader)
     python3 tasks.py stamp       rewrite every notebook's Colab bootstrap cell from seglab/course.py
+    python3 tasks.py site        build the course website into docs/_build/html (no notebook is run)
 
 Everything runs inside ./.venv, created on first use. The exact torch/torchvision pair
 is pinned here and only here (pyproject.toml keeps loose ranges, because Colab brings
@@ -26,6 +27,10 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PINNED = ["torch==2.14.1", "torchvision==0.29.1"]
 SHARED = ROOT.parent / "shared"
+NOTEBOOKS = ROOT / "notebooks"
+FIRST_NOTEBOOK = NOTEBOOKS / "01_introduction.ipynb"
+# nbval's rules for outputs that differ between runs (times, addresses, paths)
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 
 
 def python() -> Path:
@@ -89,17 +94,18 @@ def cmd_course() -> None:
         run(python(), "-m", "seglab", "download", "camvid", env=env)
     # Jupyter refuses to start as root unless told; containers and cloud machines often are root
     as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    run(python(), "-m", "jupyter", "lab", str(ROOT / "notebooks"), *as_root, env=env)
+    # open notebook 01 itself (not an empty launcher); the file browser shows notebooks/
+    run(python(), "-m", "jupyter", "lab", f"--ServerApp.root_dir={NOTEBOOKS}", FIRST_NOTEBOOK, *as_root, env=env)
 
 
 def cmd_test(extra: list[str]) -> None:
-    setup("course,test")
+    setup("course,test,docs")  # docs: the browser test builds the website
     env = synthetic_data_env(data_env())
     env["SEGLAB_QUICK"] = "1"
     env.setdefault("SEGLAB_CACHE", tempfile.mkdtemp(prefix="seglab-cache-"))
     env.setdefault("MPLBACKEND", "Agg")
     code = run(python(), "-m", "pytest", "tests", "notebooks", "--nbval-lax",
-               "--nbval-sanitize-with", "notebooks/sanitize.cfg", "-p", "no:cacheprovider", *extra,
+               "--nbval-sanitize-with", SANITIZE, "-p", "no:cacheprovider", *extra,
                env=env, check=False)
     sys.exit(code)
 
@@ -115,6 +121,11 @@ def cmd_notebooks(names: list[str]) -> None:
             "        continue\n"
             "    print(f'{nb.name}: {execute(nb, quick=False):.0f} s', flush=True)\n")
     run(python(), "-c", code, selection, env=env)
+
+
+def cmd_site(extra: list[str]) -> None:
+    setup("docs")
+    run(python(), "docs/build_site.py", *extra)
 
 
 def cmd_classroom(action: str, extra: list[str]) -> None:
@@ -135,6 +146,8 @@ def main(argv: list[str]) -> None:
         cmd_test(rest)
     elif task == "notebooks":
         cmd_notebooks(rest)
+    elif task == "site":
+        cmd_site(rest)
     elif task in ("student", "autograde", "validate"):
         cmd_classroom(task, rest)
     elif task == "stamp":
