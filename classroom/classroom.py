@@ -186,6 +186,7 @@ def cmd_autograde(course: Path, folder: Path | None, *, force: bool = False, out
     # what is in submitted/ now (from this inbox, an earlier one, or nbgrader collect)
     todo = sorted((p.parent.parent.name, p.parent.name, p.stem) for p in submitted.glob("*/*/*.ipynb")
                   if notebooks.get(p.stem) == p.parent.name)
+    everything = list(todo)
     todo = [t for t in todo if (only_assignment in (None, t[1])) and (only_student in (None, t[0]))]
     if only_student and not todo:
         print(f"nothing handed in by {only_student!r} in {submitted}", file=sys.stderr)
@@ -194,7 +195,6 @@ def cmd_autograde(course: Path, folder: Path | None, *, force: bool = False, out
         print(f"no submissions found in {folder}", file=sys.stderr)
         return 2
     grades.apply_schedule(course, [(s, a) for s, a, _ in todo])
-    everything = list(todo)
     if not force:
         todo = [t for t in todo if needs_grading(course, *t)]
     why_not = sandbox.available()
@@ -211,7 +211,7 @@ def cmd_autograde(course: Path, folder: Path | None, *, force: bool = False, out
     results = grade_all(course, todo, hide=hide, use_sandbox=sandboxed, jobs=jobs, timeout=timeout, threads=threads)
 
     status: dict[str, list[str]] = {}
-    for student, assignment, _ in sorted(p for p in everything):
+    for student, assignment, _ in everything:
         last = last_status(course, student, assignment)
         if last and last != "graded":
             status.setdefault(student, []).append(f"{assignment}: {last}")
