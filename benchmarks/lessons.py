@@ -229,7 +229,7 @@ def run_row(name: str, quick: bool = False, root: str | None = None, runs: Path 
             threads: int | None = None, in_process: bool = False) -> dict:
     """Train and evaluate row ``name``; return its result line (a dict)."""
     from seglab.course import runs_dir
-    from seglab.engine import code_version
+    from seglab.checkpoint import code_version
 
     if name not in ROWS:
         raise SystemExit(f"unknown row {name!r}: choose from {', '.join(ROWS)}")

@@ -51,8 +51,8 @@ def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progr
     (the one loop that :func:`predict_split` and :func:`predict_split_offsets` share)."""
     from torch.utils.data import DataLoader
 
-    from .engine import predict_logits, prepare_model
     from .hardware import choose_settings, get_device
+    from .inference import predict_logits, prepare_model
 
     dev = get_device(device) if not isinstance(device, torch.device) else device
     settings = choose_settings(dev, fast, training=False)

@@ -10,11 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .checkpoint import load_model
-from .datasets import get_spec
-from .engine import predict_logits, prepare_model, run_eval_scales, run_work_size
 from .errors import SeglabError
-from .hardware import choose_settings, get_device
+from .inference import LoadedModel
 
 
 def image_to_input(image: Image.Image, spec) -> torch.Tensor:
@@ -38,7 +35,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     skipped lists (path, reason) for files that are not readable images. ``flip``: flip
     test-time augmentation and ``scales`` multi-scale averaging (see
     :func:`seglab.predict_logits`; ``None``: the run's own ``eval_scales``); ``rebalance``:
-    see :func:`seglab.load_model`."""
+    see :func:`seglab.load_model`. The checkpoint is loaded once (:class:`seglab.inference.LoadedModel`)."""
     from .viz import colorize
 
     inputs, output = Path(inputs), Path(output)
@@ -52,13 +49,8 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     if clash:  # writing there would replace the user's images with label maps
         raise SeglabError(f"--output {output} would overwrite the input {clash[0]} with its label PNG; "
                           f"choose an output folder that holds no input images")
-    model, state = load_model(checkpoint, rebalance=rebalance)
-    spec = get_spec(state.get("dataset", "camvid"))
-    work = run_work_size(state, spec)
-    scales = tuple(scales or run_eval_scales(state))
-    dev = get_device(device)
-    settings = choose_settings(dev, training=False)
-    model = prepare_model(model.to(dev).eval(), settings, inference=True)
+    loaded = LoadedModel.load(checkpoint, device, rebalance=rebalance, scales=scales)
+    spec = loaded.spec
     output.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
     for path in files:
@@ -69,7 +61,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             skipped.append((path, f"not a readable image ({type(err).__name__})"))
             continue
-        logits = predict_logits(model, x, work, settings, flip, scales=scales)
+        logits = loaded.logits(x, flip)
         pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         target = targets[path]
         Image.fromarray(pred, mode="L").save(target)
