@@ -274,8 +274,8 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int] | list[int]) -> torch.
     source pixel ``floor(i * in / out)`` instead: the mask lands about half a pixel (of the
     new size) down and to the right of its image. Shrinking 360x480 to 240x320 and then scaling
     for augmentation, that was about one pixel of the training resolution, and a model
-    trained on such masks predicted its classes a pixel too low (val mIoU 0.6090 with its
-    predictions moved up one pixel at 360x480, 0.6074 as they were; ``seglab/recipes.py``).
+    trained on such masks predicted its classes a pixel too low (``benchmarks/mask_alignment.py``;
+    the runs: ``benchmarks/RESULTS.md``).
     At exactly half (or a third) of the size no source pixel sits at an output pixel's
     centre, and either choice is a quarter of an output pixel off: there centred nearest
     is as good as any single-pixel choice. (A majority vote over each pixel's footprint
