@@ -186,21 +186,26 @@ def _tiny_unet(cls=UNet) -> UNet:
     return cls(3, 11, width=4, depth=2)
 
 
-def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(synthetic_camvid, tmp_path):
-    class NanAtStep9(UNet):
+def _changed_at_training_call(n: int, change) -> UNet:
+    """A tiny U-Net whose ``n``-th training forward pass returns ``change(logits)``."""
+    class ChangedAtCall(UNet):
         calls = 0
 
         def forward(self, x):
             logits = super().forward(x)
             if self.training:
-                NanAtStep9.calls += 1
-                if NanAtStep9.calls == STEPS_PER_EPOCH + 3:
-                    return logits * float("nan")
+                ChangedAtCall.calls += 1
+                if ChangedAtCall.calls == n:
+                    return change(logits)
             return logits
+    return _tiny_unet(ChangedAtCall)
 
+
+def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(synthetic_camvid, tmp_path):
+    nan_at_step_9 = _changed_at_training_call(STEPS_PER_EPOCH + 3, lambda logits: logits * float("nan"))
     out = tmp_path / "run"
     with pytest.raises(TrainingError) as info:
-        fit(_config(synthetic_camvid, out, epochs=2), model=_tiny_unet(NanAtStep9))
+        fit(_config(synthetic_camvid, out, epochs=2), model=nan_at_step_9)
     message = str(info.value)
     assert "nan" in message and "--lr" in message and str(out / "last.pt") in message
     saved = load_checkpoint(out / "last.pt")
@@ -211,20 +216,15 @@ def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(synthetic
 def test_nan_weights_never_overwrite_the_last_good_checkpoint(synthetic_camvid, tmp_path):
     """A finite loss can still leave NaN weights behind (here: the last update of epoch 2,
     whose gradients are NaN)."""
-    class NanGradientsAtStep12(UNet):
-        calls = 0
+    def nan_gradients(logits):
+        logits.register_hook(lambda grad: grad * float("nan"))
+        return logits
 
-        def forward(self, x):
-            logits = super().forward(x)
-            if self.training:
-                NanGradientsAtStep12.calls += 1
-                if NanGradientsAtStep12.calls == 2 * STEPS_PER_EPOCH:
-                    logits.register_hook(lambda grad: grad * float("nan"))
-            return logits
+    nan_gradients_at_step_12 = _changed_at_training_call(2 * STEPS_PER_EPOCH, nan_gradients)
 
     out = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"--lr") as info:
-        fit(_config(synthetic_camvid, out), model=_tiny_unet(NanGradientsAtStep12))
+        fit(_config(synthetic_camvid, out), model=nan_gradients_at_step_12)
     assert "NaN or infinite" in str(info.value) and str(out / "last.pt") in str(info.value)
     saved = load_checkpoint(out / "last.pt")
     assert saved["step"] == STEPS_PER_EPOCH
