@@ -180,7 +180,7 @@ def plot_lr_curves(results: Mapping[str, Sequence[float] | Mapping], smooth: flo
 def plot_lr_range(lrs: Sequence[float] | Mapping, losses: Sequence[float] | None = None,
                   suggested: float | None = None, ax: Axes | None = None) -> Figure:
     """The learning-rate range test: loss against learning rate on a log axis, with the
-    suggested rate marked. Accepts the dict of ``engine.lr_range_test`` as ``lrs``.
+    suggested rate marked. Accepts the dict of ``lr_finder.lr_range_test`` as ``lrs``.
     The y axis is cut where the loss explodes, so the useful valley stays readable."""
     if isinstance(lrs, Mapping):
         result = lrs

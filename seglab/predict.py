@@ -36,7 +36,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     test-time augmentation and ``scales`` multi-scale averaging (see
     :func:`seglab.predict_logits`; ``None``: the run's own ``eval_scales``); ``rebalance``:
     see :func:`seglab.load_model`. The checkpoint is loaded once (:class:`seglab.inference.LoadedModel`)."""
-    from .viz import colorize
+    from .render import colorize
 
     inputs, output = Path(inputs), Path(output)
     if not inputs.exists():
