@@ -197,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a U-Net and write a run folder",
                        description="Train a U-Net. Writes config.json, history.json/.csv, best.pt and "
                                    "last.pt into --out. Ctrl-C saves last.pt; --resume continues it. "
-                                   "Every option below is a field of seglab.TrainConfig; a recipe sets "
-                                   "several at once, and an option given here wins.")
+                                   "Every option below is a field of seglab.TrainConfig, shown with its "
+                                   "default there; a recipe sets several at once, and an option given "
+                                   "here wins over both.")
     p.add_argument("--recipe", default="course", help=f"preset to start from: {', '.join(RECIPES)} (default course)")
     add_train_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out "
