@@ -88,13 +88,13 @@ def denormalize(image: ArrayLike, mean: Sequence[float], std: Sequence[float]) -
     """Undo ``Normalize(mean, std)`` on an image ``[C, H, W]`` (or ``[H, W, C]``), so a
     tensor the model sees can be looked at. Returns float32 ``[H, W, C]`` clipped to [0, 1].
     """
-    x = channels_last_image(as_array(image)).astype(np.float32)
+    x = as_hwc(as_array(image)).astype(np.float32)
     mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
     std = np.asarray(std, dtype=np.float32).reshape(1, 1, -1)
     return np.clip(x * std + mean, 0.0, 1.0)
 
 
-def channels_last_image(x: np.ndarray) -> np.ndarray:
+def as_hwc(x: np.ndarray) -> np.ndarray:
     """Channels last: ``[C, H, W]`` -> ``[H, W, C]``; ``[H, W]`` -> ``[H, W, 1]``; a leading
     batch axis of 1 is dropped. Torch layout wins when both readings are possible."""
     if x.ndim == 4 and x.shape[0] == 1:
@@ -117,7 +117,7 @@ def to_display(image: ArrayLike, mean: Sequence[float] | None = None, std: Seque
     A float image is taken as normalised when it leaves [0, 1] (or ``normalized=True``):
     it is denormalised with ``mean``/``std`` when given, else stretched to [0, 1].
     """
-    x = channels_last_image(as_array(image))
+    x = as_hwc(as_array(image))
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
     elif x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer):
@@ -148,7 +148,7 @@ def to_uint8(image: ArrayLike, spec: DatasetSpec | str | None = None, mean=None,
     uint8 input is only rearranged (no float round trip: this is the widgets' hot path)."""
     x = as_array(image)
     if x.dtype == np.uint8:
-        x = channels_last_image(x)[..., :3]
+        x = as_hwc(x)[..., :3]
         return np.ascontiguousarray(np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x)
     mean, std = normalisation_of(as_spec(spec), mean, std)
     return (to_display(x, mean, std) * 255.0 + 0.5).astype(np.uint8)

@@ -30,7 +30,7 @@ from .curves import LivePlot, plot_history, plot_lr_curves, plot_lr_range  # noq
 from .datasets import DatasetSpec
 from .figures import STYLE, add_legend, figure_grid, image_axes, one_axes, panel_size, styled  # noqa: F401
 from .render import (ERROR_COLOUR, VOID_GREY, ArrayLike, as_array, as_class_map, as_labels, as_spec,  # noqa: F401
-                     channels_last_image, class_shares, colorize, denormalize, error_map, image_scores,
+                     as_hwc, class_shares, colorize, denormalize, error_map, image_scores,
                      names_with_void, normalisation_of, overlay, palette_array, present_classes, to_display,
                      to_png, to_uint8)
 
@@ -126,7 +126,7 @@ def plot_grid(rows: Sequence[Sequence[ArrayLike | None]], titles: Sequence | Non
     spec = as_spec(spec)
     nrows, ncols = len(rows), max(len(r) for r in rows)
     first = next((as_array(p) for r in rows for p in r if p is not None), np.zeros((1, 1)))
-    h, w = first.shape if first.ndim == 2 else channels_last_image(first).shape[:2]
+    h, w = first.shape if first.ndim == 2 else as_hwc(first).shape[:2]
     pw, ph = panel_size(h, w, panel_width)
     fig, axes = figure_grid(nrows, ncols, (pw * ncols, ph * nrows + (0.5 if legend and spec else 0.2)))
     masks = []
