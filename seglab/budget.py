@@ -209,7 +209,8 @@ class BudgetPlanner:
         if self.max_steps is not None:
             total = min(total, self.max_steps)
         total = agreed_min(total, self.world, self.device)
-        self.plans.append(Plan(step, total, full_time, val_time, low_time, pace, self.last_val if pace else None))
+        self.plans.append(Plan(step, total, full_time, val_time, low_time, pace,
+                               self.last_val if pace is not None else None))
         low = f" ({low_time * 1000:.0f} at half resolution)" if low_time is not None else ""
         print(f"budget {self.budget:.0f} s on {describe(self.device)}{' (checked again)' if pace else ''}: "
               f"{full_time * 1000:.0f} ms/step{low}{' (all but validation)' if pace else ''}, "
