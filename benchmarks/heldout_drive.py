@@ -41,7 +41,7 @@ from seglab.data import cache_dir, check_root, list_pairs, resolve_root  # noqa:
 from seglab.datasets import CAMVID  # noqa: E402
 from seglab.checkpoint import code_version  # noqa: E402
 from seglab.config import TrainConfig, parse_duration  # noqa: E402
-from seglab.evaluate import evaluate_checkpoint  # noqa: E402
+from seglab.evaluation import evaluate_checkpoint  # noqa: E402
 from seglab.train import fit  # noqa: E402
 from seglab.errors import SeglabError  # noqa: E402
 from seglab.hardware import describe, get_device  # noqa: E402

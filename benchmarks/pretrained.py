@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, save_checkpoint  # noqa: E402
 from seglab.config import TrainConfig  # noqa: E402
-from seglab.evaluate import evaluate_checkpoint  # noqa: E402
+from seglab.evaluation import evaluate_checkpoint  # noqa: E402
 from seglab.train import build_datasets, loss_weights  # noqa: E402
 from seglab.hardware import SpeedSettings, describe, get_device  # noqa: E402
 from seglab.models import UNet, count_parameters  # noqa: E402

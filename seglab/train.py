@@ -33,7 +33,7 @@ from .datasets import DatasetSpec, get_spec
 from .distributed import (agreed_cpu_precision, all_reduce_sum, dist_env, finish_distributed, init_distributed,
                           shard)
 from .errors import SeglabError, TrainingError
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .hardware import SpeedSettings, autocast, choose_settings, describe, get_device
 from .inference import as_plain, prepare_model
 from .losses import class_frequencies, class_weights, logit_offsets, make_loss

@@ -134,3 +134,11 @@ def test_every_recipe_names_only_training_options():
     from seglab.recipes import RECIPES
     for name, values in RECIPES.items():
         TrainConfig.from_dict(values, source=f"recipe {name!r}").validate()
+
+
+def test_download_help_states_when_data_files_are_replaced_and_how_long_it_waits():
+    from seglab.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["download"]
+    text = " ".join(sub.format_help().split())
+    assert "--overwrite" in text and "never replaced unless you pass --overwrite" in text
+    assert "--stall-timeout" in text and "--min-rate" in text

@@ -11,7 +11,7 @@ from seglab.budget import half_resolution, plan_steps
 from seglab.checkpoint import load_checkpoint, load_model
 from seglab.config import TrainConfig, parse_duration
 from seglab.errors import CheckpointError, SeglabError
-from seglab.evaluate import evaluate_checkpoint
+from seglab.evaluation import evaluate_checkpoint
 from seglab.inference import predict_logits, scaled_size
 from seglab.losses import logit_offsets
 from seglab.lr_finder import suggest_lr

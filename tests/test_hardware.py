@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from seglab import hardware
-from seglab.evaluate import evaluate
+from seglab.evaluation import evaluate
 from seglab.inference import prepare_model
 from seglab.errors import SeglabError
 from seglab.models import UNet, fold_batchnorm
