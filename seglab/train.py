@@ -39,6 +39,7 @@ from .inference import as_plain, prepare_model
 from .losses import class_frequencies, class_weights, logit_offsets, make_loss
 from .models import UNet
 from .optim import lr_factor, make_optimizer, set_lr
+from .outputs import write_text
 from .transforms import eval_transforms, train_transforms
 
 FP32 = SpeedSettings()
@@ -268,7 +269,7 @@ def write_run_config(s: Setup) -> None:
     meta = {"config": s.config.as_dict(), "settings": s.settings.as_dict(), "device": describe(s.device),
             "code_version": code_version(), "command": " ".join(sys.argv), "world_size": s.world,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (s.out_dir / "config.json").write_text(json.dumps(meta, indent=2))
+    write_text(s.out_dir / "config.json", json.dumps(meta, indent=2))
 
 
 def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None,
@@ -445,7 +446,7 @@ def end_of_epoch(s: Setup, p: Progress, planner: BudgetPlanner | None, epoch_sta
 
 def write_history(out_dir: Path, history: list[dict]) -> None:
     """The run's history as history.json and history.csv (one row per epoch)."""
-    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+    write_text(out_dir / "history.json", json.dumps(history, indent=2))
     keys = list(dict.fromkeys(k for h in history for k in h))
     lines = [",".join(keys)] + [",".join("" if h.get(k) is None else f"{h[k]}" for k in keys) for h in history]
-    (out_dir / "history.csv").write_text("\n".join(lines) + "\n")
+    write_text(out_dir / "history.csv", "\n".join(lines) + "\n")
