@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -175,15 +176,24 @@ def execute(path: Path, quick: bool, timeout: int = 3600, write: bool = True) ->
     return seconds
 
 
+_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+
+
 def stamp_bootstrap(path: Path) -> bool:
-    """Make the notebook's first code cell the current bootstrap cell. True if changed."""
+    """Make the notebook's first code cell the current bootstrap cell, and its Colab badge
+    link to the current release. True if anything changed."""
     data = json.loads(path.read_text())
     source = BOOTSTRAP_SOURCE_ISBI if "biomedical" in path.name else BOOTSTRAP_SOURCE
-    for cell in data["cells"]:
-        if cell["cell_type"] == "code":
-            if "".join(cell["source"]) == source:
-                return False
-            cell["source"] = source.splitlines(keepends=True)
-            path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-            return True
-    return False
+    changed = False
+    first_markdown = next((c for c in data["cells"] if c["cell_type"] == "markdown"), None)
+    if first_markdown is not None:
+        text = "".join(first_markdown["source"])
+        stamped = _BADGE.sub(lambda _: colab_badge(path.name), text)
+        if stamped != text:
+            first_markdown["source"], changed = stamped.splitlines(keepends=True), True
+    code = next((c for c in data["cells"] if c["cell_type"] == "code"), None)
+    if code is not None and "".join(code["source"]) != source:
+        code["source"], changed = source.splitlines(keepends=True), True
+    if changed:
+        path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    return changed

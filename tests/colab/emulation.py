@@ -143,7 +143,8 @@ def kernel_env(runtime: Path, home: Path, standin: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SEGLAB_", "PYTHON", "VIRTUAL_ENV", "JUPYTER", "MPLBACKEND"))}
     env.update(PATH=f"{runtime / 'bin'}{os.pathsep}{env.get('PATH', '')}", HOME=str(home),
-               PYTHONPATH=str(standin), IPYTHONDIR=str(ipython_dir), PIP_NO_INPUT="1", **extra)
+               PYTHONPATH=str(standin), IPYTHONDIR=str(ipython_dir), PIP_NO_INPUT="1",
+               PYDEVD_DISABLE_FILE_VALIDATION="1", **extra)   # the kernel's debugger: no start-up warning
     return env
 
 
