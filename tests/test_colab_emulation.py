@@ -9,8 +9,9 @@ checkout (its HEAD tagged with the release tag the bootstrap installs), and the 
 a local server with generated data in CamVid's layout (the clone's manifest lists them).
 
 Checked: the bootstrap changes the version of no package Colab has and brings no
-JupyterLab; notebooks 01, 02 and 05 run without an error; the viewers work under Colab's
-ipywidgets 7.7; notebook 05 finds a run kept in Google Drive. The package diff and the
+JupyterLab; notebooks 01, 02, 05 and 06 run without an error; the viewers work under Colab's
+ipywidgets 7.7; notebook 05 finds a run kept in Google Drive; notebook 06 runs with no
+network but the data server (its runner and results ship with seglab). The package diff and the
 bootstrap's install time are written to test-artifacts/colab/.
 
 The first run builds the runtime (about 6 GB with torch, a few minutes) into $SEGLAB_CACHE
@@ -91,7 +92,7 @@ def _bootstrap(nb, clone: Path) -> None:
     cell.source = cell.source.replace(course.REPO_URL, clone.as_uri())
 
 
-def run_notebook(colab: dict, nb, workdir: Path) -> tuple[object, float]:
+def run_notebook(colab: dict, nb, workdir: Path, env: dict | None = None) -> tuple[object, float]:
     """Execute ``nb`` in a fresh emulated-Colab kernel; returns it and the seconds taken."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -102,7 +103,7 @@ def run_notebook(colab: dict, nb, workdir: Path) -> tuple[object, float]:
                                      resources={"metadata": {"path": str(workdir)}})
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    client.execute(env=colab["env"], cwd=str(workdir))
+    client.execute(env=env or colab["env"], cwd=str(workdir))
     return nb, time.perf_counter() - start
 
 
@@ -155,7 +156,13 @@ def _drive_notebook(nb, code: str) -> None:
     nb.cells.append(nbformat.v4.new_code_cell(code))
 
 
-@pytest.mark.parametrize("name", ["01_introduction", "02_data", "05_evaluation"])
+# Once seglab is installed, a notebook reaches nothing but the data server: every other
+# address goes to a proxy where nothing listens.
+OFFLINE = {k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+OFFLINE.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+
+
+@pytest.mark.parametrize("name", ["01_introduction", "02_data", "05_evaluation", "06_lessons_learned"])
 def test_notebook_runs_in_the_emulated_colab_runtime(colab, bootstrapped, name):
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     _bootstrap(nb, colab["clone"])
@@ -170,7 +177,7 @@ def test_notebook_runs_in_the_emulated_colab_runtime(colab, bootstrapped, name):
                   "print('viewer:', viewer.widget._model_module_version)\n")
         _seed_drive_run(colab)
     _drive_notebook(nb, check)
-    nb, seconds = run_notebook(colab, nb, colab["tmp"] / "content")
+    nb, seconds = run_notebook(colab, nb, colab["tmp"] / "content", env={**colab["env"], **OFFLINE})
     text = _text(nb)
     (ARTIFACTS / f"{name}.txt").write_text(f"{seconds:.0f} s\n{text[-20000:]}")
     assert f"versions: 7.7.1 {__version__}" in text

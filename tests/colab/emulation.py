@@ -98,9 +98,19 @@ def _build(target: Path, log) -> None:
 
 
 def cache_dir() -> Path:
-    """Where the pristine runtime is kept between runs: $SEGLAB_CACHE, else the temp folder."""
-    base = os.environ.get("SEGLAB_CACHE") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "seglab-colab-cache")
+    """Where the pristine runtime is kept between runs (and CI runs on the same machine):
+    $SEGLAB_COLAB_CACHE, else ~/.cache/seglab. One per version of the package list."""
+    base = os.environ.get("SEGLAB_COLAB_CACHE")
+    if not base:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seglab"
     return Path(base) / f"colab-runtime-{_cache_key()}"
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:          # another file system
+        shutil.copy2(src, dst)
 
 
 def runtime_venv(dest: Path, log_path: Path) -> Path:
@@ -118,9 +128,12 @@ def runtime_venv(dest: Path, log_path: Path) -> Path:
             (building / "ready").write_text("built\n")
             shutil.rmtree(pristine, ignore_errors=True)
             building.rename(pristine)
+            for old in pristine.parent.glob("colab-runtime-*"):   # runtimes of older package lists
+                if old.is_dir() and old != pristine and not old.name.endswith(".building"):
+                    shutil.rmtree(old, ignore_errors=True)
     # a venv finds its prefix from pyvenv.cfg beside bin/, so a copy elsewhere works; hard
     # links cost no space, and pip replaces files (never writes into them)
-    shutil.copytree(pristine, dest, symlinks=True, copy_function=os.link)
+    shutil.copytree(pristine, dest, symlinks=True, copy_function=_link_or_copy)
     return dest
 
 
