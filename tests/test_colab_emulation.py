@@ -156,10 +156,16 @@ def _drive_notebook(nb, code: str) -> None:
     nb.cells.append(nbformat.v4.new_code_cell(code))
 
 
-# Once seglab is installed, a notebook reaches nothing but the data server: every other
-# address goes to a proxy where nothing listens.
+# After the setup cell, a notebook reaches nothing but the data server: every other address
+# goes to a proxy where nothing listens. (The setup cell itself needs the package index: pip
+# builds seglab's wheel with setuptools fetched for the build.)
 OFFLINE = {k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
 OFFLINE.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+
+
+def _offline_after_setup(nb) -> None:
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    nb.cells.insert(first + 1, nbformat.v4.new_code_cell(f"import os\nos.environ.update({OFFLINE!r})"))
 
 
 @pytest.mark.parametrize("name", ["01_introduction", "02_data", "05_evaluation", "06_lessons_learned"])
@@ -177,7 +183,8 @@ def test_notebook_runs_in_the_emulated_colab_runtime(colab, bootstrapped, name):
                   "print('viewer:', viewer.widget._model_module_version)\n")
         _seed_drive_run(colab)
     _drive_notebook(nb, check)
-    nb, seconds = run_notebook(colab, nb, colab["tmp"] / "content", env={**colab["env"], **OFFLINE})
+    _offline_after_setup(nb)
+    nb, seconds = run_notebook(colab, nb, colab["tmp"] / "content")
     text = _text(nb)
     (ARTIFACTS / f"{name}.txt").write_text(f"{seconds:.0f} s\n{text[-20000:]}")
     assert f"versions: 7.7.1 {__version__}" in text
