@@ -131,7 +131,8 @@ def bootstrapped(colab):
     changed, added = _diff(colab["before"], after)
     colab_pins = emulation.colab_versions()
     report = {"bootstrap_seconds": round(seconds, 1), "changed": changed, "added": added,
-              "added_that_colab_has": {n: (colab_pins[n], v) for n, v in added.items() if n in colab_pins},
+              "added_that_colab_has": {n: (colab_pins[n], v) for n, v in added.items()
+                                       if n in colab_pins and colab_pins[n] != v},
               "bootstrap_output": _text(nb)[-4000:]}
     (ARTIFACTS / "package-diff.json").write_text(json.dumps(report, indent=1))
     print(f"\nbootstrap cell: {seconds:.0f} s; changed {changed}; added {sorted(added)}")
