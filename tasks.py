@@ -8,6 +8,7 @@
     python3 tasks.py autograde   autograde submissions in classroom/submitted (nbgrader)
     python3 tasks.py validate    check the instructor notebooks pass their own tests (nbgrader)
     python3 tasks.py stamp       rewrite every notebook's Colab badge and bootstrap cell from seglab/course.py
+    python3 tasks.py site        build the course website into docs/_build/html (no notebook is run)
 
 Everything runs inside ./.venv, created on first use. The exact torch/torchvision pair
 is pinned here and only here (pyproject.toml keeps loose ranges, because Colab brings
@@ -93,7 +94,7 @@ def cmd_course() -> None:
 
 
 def cmd_test(extra: list[str]) -> None:
-    setup("course,test")
+    setup("course,test,docs")  # docs: the browser test builds the website
     env = synthetic_data_env(data_env())
     env["SEGLAB_QUICK"] = "1"
     env.setdefault("SEGLAB_CACHE", tempfile.mkdtemp(prefix="seglab-cache-"))
@@ -118,6 +119,11 @@ def cmd_notebooks(names: list[str]) -> None:
     run(python(), "-c", code, selection, env=env)
 
 
+def cmd_site(extra: list[str]) -> None:
+    setup("docs")
+    run(python(), "docs/build_site.py", *extra)
+
+
 def cmd_classroom(action: str, extra: list[str]) -> None:
     setup("course,test")
     # the script runs from the repository root: make paths given relative to here absolute
@@ -136,6 +142,8 @@ def main(argv: list[str]) -> None:
         cmd_test(rest)
     elif task == "notebooks":
         cmd_notebooks(rest)
+    elif task == "site":
+        cmd_site(rest)
     elif task in ("student", "autograde", "validate"):
         cmd_classroom(task, rest)
     elif task == "stamp":

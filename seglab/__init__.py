@@ -4,7 +4,8 @@ The notebooks import from here instead of hiding long logic in cells. One job pe
 
 - ``datasets``   what each data set is (classes, colours, folders, source)
 - ``data``       finding, checking, decoding and caching the files; the Dataset class
-- ``download``   verified, resumable downloads and imports of local copies
+- ``download``   verified, resumable downloads (pooch) and imports of local copies;
+                 its parts: ``manifest``, ``fetch``, ``safe_files``, ``archives``
 - ``transforms`` joint image/mask augmentation and evaluation transforms
 - ``models``     the U-Net
 - ``losses``     cross-entropy, Dice, class weights
@@ -19,16 +20,39 @@ The notebooks import from here instead of hiding long logic in cells. One job pe
 - ``viz`` / ``widgets``  plots and ipywidgets viewers
 - ``cli``        the ``seglab`` command
 """
-from ._version import __version__
-from .checkpoint import load_checkpoint, load_model, load_pretrained
-from .data import CamVid, ISBIEM, SegmentationDataset, quick_mode, resolve_root
-from .download import download, download_camvid, download_isbi_em
-from .datasets import CAMVID, ISBI_EM, DatasetSpec, get_spec
-from .engine import TrainConfig, evaluate, evaluate_checkpoint, fit, predict_logits, set_seed
-from .errors import CheckpointError, DataError, DownloadError, SeglabError, TrainingError
-from .metrics import ConfusionMatrix
-from .models import UNet, count_parameters
+import importlib
+import importlib.util
 
+from ._version import __version__
+from .datasets import CAMVID, ISBI_EM, DatasetSpec, get_spec, resolve_root
+from .download import download, download_camvid, download_isbi_em
+from .errors import CheckpointError, DataError, DownloadError, SeglabError, TrainingError
+
+# The names below need torch: they are imported on first use (PEP 562), so that
+# `import seglab.download` (or the data-set specs) does not pay for torch.
+_LAZY = {
+    "load_checkpoint": "checkpoint", "load_model": "checkpoint", "load_pretrained": "checkpoint",
+    "CamVid": "data", "ISBIEM": "data", "SegmentationDataset": "data", "quick_mode": "data",
+    "TrainConfig": "engine", "evaluate": "engine", "evaluate_checkpoint": "engine", "fit": "engine",
+    "predict_logits": "engine", "set_seed": "engine",
+    "ConfusionMatrix": "metrics",
+    "UNet": "models", "count_parameters": "models",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule: seglab.data
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "__version__", "CAMVID", "ISBI_EM", "CamVid", "ISBIEM", "CheckpointError", "ConfusionMatrix", "DataError",

@@ -132,17 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
                      "(CamVid 11 classes + void, ISBI 2012 EM membranes).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    from .download import OVERWRITE_RULE
+    from .fetch import Limits
     p = sub.add_parser("download", help="download and verify a data set",
                        description="Download a data set from its pinned source, verifying every file's "
                                    "SHA-256; files already present and valid are kept, so an interrupted "
-                                   "download resumes where it stopped.")
+                                   "download resumes where it stopped. " + OVERWRITE_RULE)
     p.add_argument("dataset", nargs="?", default="camvid", help="camvid (default) or isbi-em")
     p.add_argument("--root", help="target folder (default: $SEGLAB_DATA / $SEGLAB_ISBI_DATA, else data/<name>)")
     p.add_argument("--base-url", help="mirror to download from (default: the pinned GitHub commit; "
                                       "also $SEGLAB_CAMVID_URL / $SEGLAB_ISBI_URL)")
     p.add_argument("--from", dest="source", help="a local folder or archive (.zip, .tar.gz) you already "
                                                  "have: its files are verified and copied instead of downloaded")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace data files that differ from the published ones (each is named first)")
     p.add_argument("--workers", type=_positive_int, default=4, help="parallel downloads (default 4)")
+    p.add_argument("--stall-timeout", type=_positive_float, default=Limits.stall_s, metavar="S",
+                   help=f"give up on a file when no byte arrives for S seconds (default {Limits.stall_s:g})")
+    p.add_argument("--min-rate", type=_positive_float, default=Limits.min_rate / 1000, metavar="KB_S",
+                   help=f"give up on a file slower than this many kB/s on average, after a grace of "
+                        f"{Limits.base_s:g} s (default {Limits.min_rate / 1000:g}; lower it on a very slow link)")
 
     p = sub.add_parser("train", help="train a U-Net and write a run folder",
                        description="Train a U-Net. Writes config.json, history.json/.csv, best.pt and "
@@ -233,10 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_download(args) -> int:
     from .download import download, import_local
+    from .fetch import Limits
     if args.source:
-        path = import_local(args.dataset, args.source, args.root)
+        path = import_local(args.dataset, args.source, args.root, overwrite=args.overwrite)
     else:
-        path = download(args.dataset, args.root, base_url=args.base_url, workers=args.workers)
+        limits = Limits(stall_s=args.stall_timeout, min_rate=args.min_rate * 1000)
+        path = download(args.dataset, args.root, base_url=args.base_url, workers=args.workers,
+                        overwrite=args.overwrite, limits=limits)
     print(f"{args.dataset}: complete and verified in {path}")
     return 0
 

@@ -27,72 +27,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from .datasets import CAMVID, DatasetSpec, get_spec
+from .datasets import CAMVID, DatasetSpec, check_root, default_root, get_spec, repo_root, resolve_root  # noqa: F401 (re-exported)
 from .errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 CACHE_VERSION = 2  # 2: masks resized with centred nearest neighbour (resize_mask)
-
-
-# --------------------------------------------------------------------------- where data lives
-
-def repo_root() -> Path | None:
-    """The repository folder when seglab runs from a checkout, else None (pip install)."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "pyproject.toml").exists() and (here / "seglab").is_dir() else None
-
-
-def default_root(dataset: str | DatasetSpec = CAMVID) -> Path:
-    """``data/<name>`` in the repository, or ``~/seglab-data/<name>`` outside a checkout."""
-    spec = get_spec(dataset)
-    repo = repo_root()
-    base = repo / "data" if repo is not None else Path.home() / "seglab-data"
-    return base / spec.name
-
-
-def resolve_root(dataset: str | DatasetSpec = CAMVID, root: str | os.PathLike | None = None,
-                 check: bool = True) -> Path:
-    """Find the data root: explicit ``root``, else the spec's environment variable
-    (``SEGLAB_DATA`` for CamVid, ``SEGLAB_ISBI_DATA`` for ISBI EM), else ``data/<name>``.
-
-    With ``check=True`` a missing or incomplete folder raises :class:`DataError` naming
-    the folder and the command that downloads the data.
-    """
-    spec = get_spec(dataset)
-    if root is not None:
-        path, how = Path(root), "given as argument"
-    elif os.environ.get(spec.env_var):
-        path, how = Path(os.environ[spec.env_var]), f"from ${spec.env_var}"
-    else:
-        path, how = default_root(spec), "the default"
-    path = path.expanduser().resolve()
-    if check:
-        check_root(spec, path, how)
-    return path
-
-
-def check_root(dataset: str | DatasetSpec, root: Path, how: str = "") -> None:
-    """Raise :class:`DataError` unless every split's image and label folders exist and are
-    non-empty. The message names the folder and says how to get the data."""
-    spec = get_spec(dataset)
-    root = Path(root)
-    fix = (f"Download it with `{spec.download_command} --root {root}`, or point "
-           f"${spec.env_var} at a folder that holds it.")
-    where = f" ({how})" if how else ""
-    if not root.exists():
-        raise DataError(f"data folder {root}{where} does not exist. {fix}")
-    if not root.is_dir():
-        raise DataError(f"data folder {root}{where} is a file, not a folder. {fix}")
-    if not any(root.iterdir()):
-        raise DataError(f"data folder {root}{where} is empty. {fix}")
-    for split, (image_dir, label_dir) in spec.layout.items():
-        for sub in (image_dir, label_dir):
-            folder = root / sub
-            if not folder.is_dir():
-                raise DataError(f"data folder {root}{where} is incomplete: the {split} split needs "
-                                f"the folder {folder}, which is missing. {fix}")
-            if not any(folder.iterdir()):
-                raise DataError(f"data folder {root}{where} is incomplete: {folder} is empty. {fix}")
 
 
 def list_pairs(dataset: str | DatasetSpec, root: Path, split: str) -> list[tuple[Path, Path]]:

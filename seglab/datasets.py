@@ -1,5 +1,8 @@
 """Named segmentation data sets: what each one is, where its files live, where it comes from.
 
+This module imports neither torch nor NumPy, so downloading a data set or finding its
+folder (:func:`resolve_root`) stays quick to import.
+
 A :class:`DatasetSpec` is plain data. Everything else in seglab (the folder dataset,
 the transforms, the model, the engine, the metrics, the plots) reads what it needs from
 the spec, so CamVid and the ISBI 2012 EM membranes share one pipeline. Adding a new
@@ -7,7 +10,11 @@ folder-based data set means writing one more spec, nothing else.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
 
 
 @dataclass(frozen=True)
@@ -139,3 +146,64 @@ def get_spec(name_or_spec: str | DatasetSpec) -> DatasetSpec:
     if key not in SPECS:
         raise ValueError(f"unknown data set {name_or_spec!r}: choose one of {', '.join(SPECS)}")
     return SPECS[key]
+
+
+# --------------------------------------------------------------------------- where data lives
+
+def repo_root() -> Path | None:
+    """The repository folder when seglab runs from a checkout, else None (pip install)."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() and (here / "seglab").is_dir() else None
+
+
+def default_root(dataset: str | DatasetSpec = CAMVID) -> Path:
+    """``data/<name>`` in the repository, or ``~/seglab-data/<name>`` outside a checkout."""
+    spec = get_spec(dataset)
+    repo = repo_root()
+    base = repo / "data" if repo is not None else Path.home() / "seglab-data"
+    return base / spec.name
+
+
+def resolve_root(dataset: str | DatasetSpec = CAMVID, root: str | os.PathLike | None = None,
+                 check: bool = True) -> Path:
+    """Find the data root: explicit ``root``, else the spec's environment variable
+    (``SEGLAB_DATA`` for CamVid, ``SEGLAB_ISBI_DATA`` for ISBI EM), else ``data/<name>``.
+
+    With ``check=True`` a missing or incomplete folder raises :class:`DataError` naming
+    the folder and the command that downloads the data.
+    """
+    spec = get_spec(dataset)
+    if root is not None:
+        path, how = Path(root), "given as argument"
+    elif os.environ.get(spec.env_var):
+        path, how = Path(os.environ[spec.env_var]), f"from ${spec.env_var}"
+    else:
+        path, how = default_root(spec), "the default"
+    path = path.expanduser().resolve()
+    if check:
+        check_root(spec, path, how)
+    return path
+
+
+def check_root(dataset: str | DatasetSpec, root: Path, how: str = "") -> None:
+    """Raise :class:`DataError` unless every split's image and label folders exist and are
+    non-empty. The message names the folder and says how to get the data."""
+    spec = get_spec(dataset)
+    root = Path(root)
+    fix = (f"Download it with `{spec.download_command} --root {root}`, or point "
+           f"${spec.env_var} at a folder that holds it.")
+    where = f" ({how})" if how else ""
+    if not root.exists():
+        raise DataError(f"data folder {root}{where} does not exist. {fix}")
+    if not root.is_dir():
+        raise DataError(f"data folder {root}{where} is a file, not a folder. {fix}")
+    if not any(root.iterdir()):
+        raise DataError(f"data folder {root}{where} is empty. {fix}")
+    for split, (image_dir, label_dir) in spec.layout.items():
+        for sub in (image_dir, label_dir):
+            folder = root / sub
+            if not folder.is_dir():
+                raise DataError(f"data folder {root}{where} is incomplete: the {split} split needs "
+                                f"the folder {folder}, which is missing. {fix}")
+            if not any(folder.iterdir()):
+                raise DataError(f"data folder {root}{where} is incomplete: {folder} is empty. {fix}")

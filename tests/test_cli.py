@@ -94,3 +94,11 @@ def test_python_dash_m_and_the_console_script_share_one_parser():
     from seglab.cli import build_parser
     commands = build_parser()._subparsers._group_actions[0].choices
     assert set(commands) == {"download", "train", "evaluate", "predict", "info"}
+
+
+def test_download_help_states_when_data_files_are_replaced_and_how_long_it_waits():
+    from seglab.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["download"]
+    text = " ".join(sub.format_help().split())
+    assert "--overwrite" in text and "never replaced unless you pass --overwrite" in text
+    assert "--stall-timeout" in text and "--min-rate" in text

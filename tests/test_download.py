@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import importlib
+import importlib.resources
 import io
 import os
 import random
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from seglab import safe_files
 from seglab.errors import DataError, DownloadError
 
 dl = importlib.import_module("seglab.download")  # the module (seglab.download may be a function)
@@ -128,15 +131,17 @@ def fetch(server: DataServer, root: Path, **kw) -> Path:
 
 
 def tree(folder: Path) -> set[str]:
-    """Every file under ``folder`` (hidden ones too), relative, posix."""
+    """Every file under ``folder`` (hidden ones too), relative, posix, except the folder's
+    lock file (an OS lock via filelock: the file stays, the lock ends with its process)."""
     if not folder.exists():
         return set()
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if not p.is_dir() and p.name != dl.LOCK_NAME}
 
 
 def assert_complete(root: Path):
     assert dl.verify("camvid", root) == []
-    assert tree(root) == set(FILES)  # no temporary files, no lock file left behind
+    assert tree(root) == set(FILES)  # no temporary files left behind
     for path, body in FILES.items():
         assert (root / path).read_bytes() == body
 
@@ -153,7 +158,7 @@ def test_download_fetches_every_file_and_verify_is_empty(server, tmp_path):
 def test_second_run_fetches_nothing_and_takes_no_lock(server, tmp_path, monkeypatch):
     fetch(server, tmp_path / "camvid")
     server.requests.clear()
-    monkeypatch.setattr(dl, "_folder_lock", None)  # a complete folder is only read
+    monkeypatch.setattr(dl, "folder_lock", None)  # a complete folder is only read
     fetch(server, tmp_path / "camvid")
     assert server.requests == []
     assert_complete(tmp_path / "camvid")
@@ -166,7 +171,7 @@ def test_second_run_fetches_only_missing_or_damaged_files(server, tmp_path):
     (root / "train/b.png").write_bytes(FILES["train/b.png"][:-10])
     (root / "train.txt").write_bytes(FILES["train.txt"].upper())  # same size, other bytes
     server.requests.clear()
-    fetch(server, root)
+    fetch(server, root, overwrite=True)  # changed files are replaced only when asked
     assert sorted(server.requests) == ["train.txt", "train/a.png", "train/b.png"]
     assert_complete(root)
 
@@ -276,13 +281,8 @@ class FullDisk:
 
 def test_full_disk_gives_clear_error_and_leaves_no_partial_file(server, tmp_path, monkeypatch):
     root = tmp_path / "camvid"
-    real = dl._create_part_file
-
-    def full_disk(dest):
-        part, f = real(dest)
-        return part, FullDisk(f)
-
-    monkeypatch.setattr(dl, "_create_part_file", full_disk)
+    real = safe_files.open_output
+    monkeypatch.setattr(safe_files, "open_output", lambda path: FullDisk(real(path)))
     with pytest.raises(DownloadError) as info:
         fetch(server, root, workers=1, retries=2)
     message = str(info.value)
@@ -291,7 +291,7 @@ def test_full_disk_gives_clear_error_and_leaves_no_partial_file(server, tmp_path
     assert len(server.requests) == 1  # not retried, and the other files were not tried
     assert tree(root) == set()
 
-    monkeypatch.setattr(dl, "_create_part_file", real)
+    monkeypatch.setattr(safe_files, "open_output", real)
     fetch(server, root)
     assert_complete(root)
 
@@ -299,7 +299,9 @@ def test_full_disk_gives_clear_error_and_leaves_no_partial_file(server, tmp_path
 def test_leftover_temporary_files_of_a_killed_run_are_removed(server, tmp_path):
     root = tmp_path / "camvid"
     (root / "train").mkdir(parents=True)
-    (root / "train/a.png.part-999999-0badcafe").write_bytes(b"half a file")
+    (root / "train/a.png.part-999999-0badcafe").write_bytes(b"half a file")  # an older seglab's
+    with tempfile.NamedTemporaryFile(dir=root / "train", delete=False) as f:  # pooch's
+        f.write(b"half a file")
     (root / "train/notes.txt").write_text("the user's own file")
     fetch(server, root)
     assert tree(root) == set(FILES) | {"train/notes.txt"}
@@ -350,47 +352,63 @@ def test_two_downloads_into_one_folder_both_end_complete(server, tmp_path):
     assert Counter(server.requests) == Counter(list(FILES))  # the second run waited, then fetched nothing
 
 
-def _write_lock(root: Path, pid: int) -> Path:
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from seglab.download import folder_lock
+with folder_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.readline()  # hold the lock until told (or killed)
+"""
+
+
+def hold_lock(root: Path) -> subprocess.Popen:
+    """Another process, holding the folder lock of ``root`` once this returns."""
     root.mkdir(parents=True, exist_ok=True)
-    lock = root / dl.LOCK_NAME
-    lock.write_text(f"{pid} {socket.gethostname()} 0123456789abcdef\n")
-    return lock
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(root)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
 
 
 @pytest.fixture
-def other_process():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc
-    proc.kill()
-    proc.wait()
+def cleanup():
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        proc.kill()
+        proc.wait()
 
 
-def test_lock_of_a_live_process_makes_download_wait_then_fail_clearly(server, tmp_path, other_process):
+def test_lock_of_a_live_process_makes_download_wait_then_fail_clearly(server, tmp_path, cleanup):
     root = tmp_path / "camvid"
-    lock = _write_lock(root, other_process.pid)
+    cleanup.append(hold_lock(root))
     with pytest.raises(DownloadError) as info:
         fetch(server, root, lock_timeout=0.3)
     message = str(info.value)
-    assert str(lock) in message and str(other_process.pid) in message
+    assert str(root / dl.LOCK_NAME) in message and "another seglab download" in message
     assert "re-run the same command" in message
-    assert server.requests == [] and lock.exists()
+    assert server.requests == []
 
 
-def test_waiting_download_goes_on_when_the_other_one_finishes(server, tmp_path, other_process):
+def test_waiting_download_goes_on_when_the_other_one_finishes(server, tmp_path, cleanup):
     root = tmp_path / "camvid"
-    lock = _write_lock(root, other_process.pid)
-    threading.Timer(0.3, lock.unlink).start()
+    other = hold_lock(root)
+    cleanup.append(other)
+    threading.Timer(0.3, lambda: other.stdin.close()).start()
     fetch(server, root, lock_timeout=20)
     assert_complete(root)
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(server, tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+def test_lock_of_a_killed_process_does_not_block(server, tmp_path):
     root = tmp_path / "camvid"
-    _write_lock(root, dead.pid)
+    dead = hold_lock(root)
+    dead.kill()
+    dead.wait()
     fetch(server, root, lock_timeout=5)
-    assert_complete(root)  # includes: the lock file is gone
+    assert_complete(root)
 
 
 # --------------------------------------------------------------------------- import_local
@@ -533,6 +551,6 @@ def test_committed_manifest_verifies_against_the_real_data(name, fixture, reques
 
 
 def test_damaged_manifest_is_a_clear_data_error(monkeypatch):
-    monkeypatch.setattr(dl.resources, "files", lambda package: Path("/nonexistent-seglab"))
+    monkeypatch.setattr(importlib.resources, "files", lambda package: Path("/nonexistent-seglab"))
     with pytest.raises(DataError, match="manifests/camvid.json .* missing or damaged"):
         dl.load_manifest("camvid")

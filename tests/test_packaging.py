@@ -22,13 +22,14 @@ def _split(requirement: str) -> tuple[str, str]:
 
 def test_environment_yml_lists_the_same_packages_and_ranges_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = project["dependencies"] + project["optional-dependencies"]["course"] + \
-        project["optional-dependencies"]["test"]
+    extras = project["optional-dependencies"]
+    wanted = project["dependencies"] + extras["course"] + extras["test"] + extras["docs"]
     expected = {CONDA_NAMES.get(n, n): s for n, s in map(_split, wanted)}
     conda = {}
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("dependencies:", 1)[1].splitlines():
-        m = re.match(r"^  - ([A-Za-z][A-Za-z0-9_.\-]*)\s*([<>=!~].*)?$", line)
+        # a conda package ("  - name spec") or one pip installs ("      - name spec  # why")
+        m = re.match(r"^(?:  |      )- ([A-Za-z][A-Za-z0-9_.\-]*)\s*([<>=!~][^#]*)?(?:#.*)?$", line)
         if m and m.group(1) not in ("python", "pip"):
             conda[m.group(1).lower()] = (m.group(2) or "").replace(" ", "")
     assert conda == expected
