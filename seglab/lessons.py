@@ -45,7 +45,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from seglab.data import repo_root
+from seglab.datasets import repo_root
 
 REPO = repo_root()     # None where seglab is installed from a package (commands then run in the current folder)
 RESULTS = Path(__file__).resolve().parent / "results" / "lessons.jsonl"   # the committed rows, shipped
