@@ -92,7 +92,7 @@ def _bootstrap(nb, clone: Path) -> None:
     cell.source = cell.source.replace(course.REPO_URL, clone.as_uri())
 
 
-def run_notebook(colab: dict, nb, workdir: Path, env: dict | None = None) -> tuple[object, float]:
+def run_notebook(colab: dict, nb, workdir: Path) -> tuple[object, float]:
     """Execute ``nb`` in a fresh emulated-Colab kernel; returns it and the seconds taken."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -103,7 +103,7 @@ def run_notebook(colab: dict, nb, workdir: Path, env: dict | None = None) -> tup
                                      resources={"metadata": {"path": str(workdir)}})
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    client.execute(env=env or colab["env"], cwd=str(workdir))
+    client.execute(env=colab["env"], cwd=str(workdir))
     return nb, time.perf_counter() - start
 
 
@@ -153,10 +153,6 @@ def test_the_bootstrap_installs_seglab_and_no_jupyterlab(bootstrapped):
     assert not [n for n in added if n.startswith("jupyterlab")], f"JupyterLab came along: {sorted(added)}"
 
 
-def _drive_notebook(nb, code: str) -> None:
-    nb.cells.append(nbformat.v4.new_code_cell(code))
-
-
 # After the setup cell, a notebook reaches nothing but the data server: every other address
 # goes to a proxy where nothing listens. (The setup cell itself needs the package index: pip
 # builds seglab's wheel with setuptools fetched for the build.)
@@ -183,7 +179,7 @@ def test_notebook_runs_in_the_emulated_colab_runtime(colab, bootstrapped, name):
                   "assert viewer.image.value[:4] == b'\\x89PNG'\n"
                   "print('viewer:', viewer.widget._model_module_version)\n")
         _seed_drive_run(colab)
-    _drive_notebook(nb, check)
+    nb.cells.append(nbformat.v4.new_code_cell(check))   # drives the viewers as a learner would
     _offline_after_setup(nb)
     nb, seconds = run_notebook(colab, nb, colab["tmp"] / "content")
     text = _text(nb)
