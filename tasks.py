@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One-file task runner: needs only Python 3.10+ (no make, no conda).
 
-    python3 tasks.py course      set up .venv, get the data, open the course in JupyterLab
+    python3 tasks.py course      set up .venv, get the data, open notebook 01 in JupyterLab
     python3 tasks.py test        set up .venv, run the whole test suite (package + notebooks)
     python3 tasks.py notebooks   re-execute every notebook in full mode and write the outputs back
     python3 tasks.py student     build the student versions of the assignments (nbgrader)
@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PINNED = ["torch==2.14.1", "torchvision==0.29.1"]
 SHARED = ROOT.parent / "shared"
+NOTEBOOKS = ROOT / "notebooks"
+FIRST_NOTEBOOK = NOTEBOOKS / "01_introduction.ipynb"
+# nbval's rules for outputs that differ between runs (times, addresses, paths)
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 
 
 def python() -> Path:
@@ -90,7 +94,8 @@ def cmd_course() -> None:
         run(python(), "-m", "seglab", "download", "camvid", env=env)
     # Jupyter refuses to start as root unless told; containers and cloud machines often are root
     as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    run(python(), "-m", "jupyter", "lab", str(ROOT / "notebooks"), *as_root, env=env)
+    # open notebook 01 itself (not an empty launcher); the file browser shows notebooks/
+    run(python(), "-m", "jupyter", "lab", f"--ServerApp.root_dir={NOTEBOOKS}", FIRST_NOTEBOOK, *as_root, env=env)
 
 
 def cmd_test(extra: list[str]) -> None:
@@ -101,7 +106,7 @@ def cmd_test(extra: list[str]) -> None:
     env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("SEGLAB_COLAB", "1")   # the Colab emulation (tests/test_colab_emulation.py), a few minutes
     code = run(python(), "-m", "pytest", "tests", "notebooks", "--nbval-lax",
-               "--nbval-sanitize-with", "notebooks/sanitize.cfg", "-p", "no:cacheprovider", *extra,
+               "--nbval-sanitize-with", SANITIZE, "-p", "no:cacheprovider", *extra,
                env=env, check=False)
     sys.exit(code)
 

@@ -94,6 +94,10 @@ def build_heldout_root(source: str | os.PathLike, drive: str, dest: str | os.Pat
         (dest / sub).mkdir(parents=True, exist_ok=True)
         for path in (source / sub).iterdir():
             _link(path, dest / sub / path.name)
+    for split, chosen in plan.items():  # the split files say which pairs belong to each split
+        (dest / f"{split}.txt").write_text("".join(f"/SegNet/CamVid/{split}/{n} /SegNet/CamVid/{split}annot/{n}\n"
+                                                   for n, _, _ in chosen))
+    _link(source / "test.txt", dest / "test.txt")
     return {"train": len(plan["train"]), "val": len(held), "test": len(list((dest / CAMVID.layout["test"][0]).iterdir()))}
 
 

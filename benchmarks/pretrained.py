@@ -28,7 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, save_checkpoint  # noqa: E402
+from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, save_checkpoint, sha256_of  # noqa: E402
+from seglab.outputs import write_text  # noqa: E402
 from seglab.engine import TrainConfig, build_datasets, evaluate_checkpoint, loss_weights  # noqa: E402
 from seglab.hardware import SpeedSettings, describe, get_device  # noqa: E402
 from seglab.models import UNet, count_parameters  # noqa: E402
@@ -60,7 +61,10 @@ def export(source: Path, target: Path = PRETRAINED_FILE, rebalance: float | None
     # fp16 storage halves the file; the card's scores are measured on the stored weights
     slim["model"] = {k: v.half() if v.is_floating_point() else v for k, v in slim["model"].items()}
     slim.pop("format", None)
-    return save_checkpoint(target, slim)
+    save_checkpoint(target, slim)
+    # load_pretrained checks the shipped file against this record
+    write_text(target.with_name(target.name + ".sha256"), f"{sha256_of(target)}  {target.name}\n")
+    return target
 
 
 def duration(seconds: float) -> str:

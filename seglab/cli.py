@@ -126,6 +126,7 @@ REBALANCE_HELP = ("for a model trained with class weights: the share of the weig
 
 def build_parser() -> argparse.ArgumentParser:
     from .engine import CLASS_WEIGHTS, LOSSES, OPTIMIZERS
+    from .images import MAX_PIXELS
     from .recipes import RECIPES
 
     parser = _Parser(prog="seglab", description="seglab: semantic segmentation course tools "
@@ -200,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "where the hardware has it); off = plain fp32")
     p.add_argument("--compile", type=_on_off, help="torch.compile the model (pays off only for long runs)")
     p.add_argument("--workers", type=_non_negative_int, help="DataLoader worker processes (default: 0 on <= 2 cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out "
-                                                            "(without it, an existing run is never overwritten)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (any of its files: last.pt, best.pt, config.json, "
+                        "history); without it an existing run is never overwritten, also not by --resume")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a split",
@@ -218,17 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action="store_true", help=FLIP_HELP)
     p.add_argument("--scales", type=_scales, help=SCALES_HELP)
     p.add_argument("--rebalance", type=_non_negative_float, help=REBALANCE_HELP)
-    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="the full result as JSON: printed, or written to FILE")
+    p.add_argument("--overwrite", action="store_true", help="with --json FILE: replace an existing FILE")
 
     p = sub.add_parser("predict", help="write label PNGs for images",
                        description="Predict one 8-bit label PNG (class indices) per input image, at the "
-                                   "input's own size. Files that are not images are skipped and reported.")
+                                   "input's own size. A file that is not a readable image, or has more than "
+                                   f"{MAX_PIXELS:,} pixels, is skipped with one line saying why; the others "
+                                   "are predicted, and the exit status is 1 if any was skipped. Existing "
+                                   "files in --output are never replaced without --overwrite.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a .pt file written by seglab train")
     src.add_argument("--pretrained", action="store_true", help="the course's shipped pretrained model")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="folder for the label PNGs")
     p.add_argument("--color", action="store_true", help="also write colourised PNGs (<name>_color.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace label PNGs already in --output")
     p.add_argument("--device", type=_device, help="cpu, cuda or mps")
     p.add_argument("--flip", action="store_true", help=FLIP_HELP)
     p.add_argument("--scales", type=_scales, help=SCALES_HELP)
@@ -255,6 +263,7 @@ def _cmd_download(args) -> int:
 
 def _cmd_train(args) -> int:
     from .engine import TrainConfig, fit, parse_duration
+    from .outputs import check_run_folder
     from .recipes import get_recipe
 
     values = get_recipe(args.recipe)
@@ -280,14 +289,9 @@ def _cmd_train(args) -> int:
     values["progress"] = not args.quiet
     config = TrainConfig.from_dict(values)
     config.validate()
-    out = Path(values["out_dir"])
-    if out.exists() and not out.is_dir():
-        raise SeglabError(f"--out {out} is a file, not a folder: choose another path")
-    if not args.resume and not args.overwrite and (out / "last.pt").exists():
-        raise SeglabError(f"--out {out} already holds a run (last.pt): continue it with --resume {out / 'last.pt'}, "
-                          f"choose another --out, or pass --overwrite to replace it")
     if args.resume and not Path(args.resume).is_file():
         raise SeglabError(f"--resume {args.resume}: no such checkpoint file (look for last.pt in the run folder)")
+    check_run_folder(values["out_dir"], args.resume, args.overwrite)
     run = fit(config)
     if run.out_dir is None:  # not rank 0 of a torchrun job
         return 0
@@ -303,23 +307,24 @@ def _cmd_train(args) -> int:
 
 def _resolve_checkpoint(args) -> str:
     if args.pretrained:
-        from .checkpoint import PRETRAINED_FILE
-        from .errors import CheckpointError
-        if not PRETRAINED_FILE.exists():
-            raise CheckpointError(f"the pretrained model {PRETRAINED_FILE} is missing from this install. "
-                                  f"Reinstall seglab, or train one with `seglab train` and pass --checkpoint.")
-        return str(PRETRAINED_FILE)
+        from .checkpoint import check_pretrained
+        return str(check_pretrained())
     return args.checkpoint
 
 
 def _cmd_evaluate(args) -> int:
     from .engine import evaluate_checkpoint
+    from .outputs import refuse_existing, write_text
+    if args.json not in (None, "-"):  # checked before the work, not after it
+        refuse_existing([args.json], args.overwrite)
     result = evaluate_checkpoint(_resolve_checkpoint(args), args.split, args.root, args.batch_size,
                                  args.device, args.fast, flip=args.flip, rebalance=args.rebalance,
                                  scales=args.scales)
-    if args.json:
+    if args.json == "-":
         print(json.dumps(result, indent=2))
         return 0
+    if args.json:
+        write_text(args.json, json.dumps(result, indent=2) + "\n")
     h, w = result["resolution"]
     extras = ((", with flip test-time augmentation" if args.flip else "")
               + (f", scales {','.join(f'{v:g}' for v in result['scales'])} averaged"
@@ -338,11 +343,14 @@ def _cmd_evaluate(args) -> int:
 def _cmd_predict(args) -> int:
     from .predict import predict_files
     written, skipped = predict_files(_resolve_checkpoint(args), args.input, args.output, args.color,
-                                     args.device, flip=args.flip, rebalance=args.rebalance, scales=args.scales)
-    for path, reason in skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+                                     args.device, flip=args.flip, rebalance=args.rebalance, scales=args.scales,
+                                     overwrite=args.overwrite, report=_report_skip)
     print(f"wrote {len(written)} label PNG(s) to {args.output}; skipped {len(skipped)}")
-    return 0 if written else 1
+    return 1 if skipped or not written else 0
+
+
+def _report_skip(path, reason: str) -> None:
+    print(f"skipped {path}: {reason}", file=sys.stderr, flush=True)
 
 
 def _cmd_info(args) -> int:

@@ -29,6 +29,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from .datasets import CAMVID, DatasetSpec, check_root, default_root, get_spec, repo_root, resolve_root  # noqa: F401 (re-exported)
 from .errors import DataError
+from .images import ImageRefused, read_image_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 CACHE_VERSION = 2  # 2: masks resized with centred nearest neighbour (resize_mask)
@@ -37,8 +38,12 @@ CACHE_VERSION = 2  # 2: masks resized with centred nearest neighbour (resize_mas
 def list_pairs(dataset: str | DatasetSpec, root: Path, split: str) -> list[tuple[Path, Path]]:
     """Match every image of ``split`` with its label file (same file name).
 
-    An image without a label, or a label without an image, is an error that names the
-    file: silently dropping it would change the data set without telling anyone.
+    A split file (CamVid's ``train.txt``) is the truth: a pair it lists that is incomplete
+    is an error naming the file; a pair in the folder that it does not list is left out
+    with a one-line notice (a copied validation image must not leak into training); a
+    missing or empty split file is an error. Without split files, an image without a
+    label, or a label without an image, is an error that names the file: silently
+    dropping it would change the data set without telling anyone.
     """
     spec = get_spec(dataset)
     if split not in spec.layout:
@@ -56,6 +61,15 @@ def list_pairs(dataset: str | DatasetSpec, root: Path, split: str) -> list[tuple
     else:
         images = {p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
         labels = {p.name for p in label_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        if f"{split}.txt" in spec.split_files:
+            listed = _read_split_file(spec, root, split)
+            _notice_unlisted(root / f"{split}.txt", image_dir, (images | labels) - set(listed), split)
+            images, labels = images & set(listed), labels & set(listed)
+            missing = [(line, n) for n, line in listed.items() if n not in images and n not in labels]
+            if missing:
+                line, name = missing[0]
+                raise DataError(f"{root / f'{split}.txt'}, line {line}, lists {name}, but {image_dir / name} "
+                                f"is missing. Re-run `{spec.download_command} --root {root}` to fetch missing files.")
         if images - labels:
             name = sorted(images - labels)[0]
             raise DataError(f"image {image_dir / name} has no label: expected {label_dir / name} "
@@ -67,24 +81,43 @@ def list_pairs(dataset: str | DatasetSpec, root: Path, split: str) -> list[tuple
                             f"({len(labels - images)} label(s) without an image). Re-run "
                             f"`{spec.download_command} --root {root}` or remove the stray label.")
         names = sorted(images)
-        _check_split_file(spec, root, split, set(names))
     return [(image_dir / n, label_dir / n) for n in names]
 
 
-def _check_split_file(spec: DatasetSpec, root: Path, split: str, names: set[str]) -> None:
-    """CamVid ships ``train.txt`` etc.; every file it lists must exist (matched by name)."""
+def _read_split_file(spec: DatasetSpec, root: Path, split: str) -> dict[str, int]:
+    """The file names a split file lists (``/SegNet/CamVid/train/x.png ...`` per line, the
+    image's name taken), each with its line number; a missing or empty file is an error."""
     split_file = root / f"{split}.txt"
-    if not split_file.is_file():
-        return
-    for lineno, line in enumerate(split_file.read_text().splitlines(), 1):
+    restore = (f"Re-run `{spec.download_command} --root {root} --overwrite`, which restores the "
+               f"published file.")
+    try:
+        text = split_file.read_text()
+    except FileNotFoundError:
+        raise DataError(f"split file {split_file} is missing: it lists the images of the {split} split. "
+                        f"Re-run `{spec.download_command} --root {root}`, which fetches it.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"split file {split_file} cannot be read ({err}). {restore}") from None
+    listed: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
-        if not parts:
-            continue
-        name = Path(parts[0]).name
-        if name not in names:
-            raise DataError(f"{split_file}, line {lineno}, lists {name}, but "
-                            f"{root / spec.layout[split][0] / name} is missing. Re-run "
-                            f"`{spec.download_command} --root {root}` to fetch missing files.")
+        if parts:
+            listed.setdefault(Path(parts[0]).name, lineno)
+    if not listed:
+        raise DataError(f"split file {split_file} lists no images, so the {split} split would be empty. "
+                        f"{restore}")
+    return listed
+
+
+_NOTICED: set[tuple[str, int]] = set()
+
+
+def _notice_unlisted(split_file: Path, image_dir: Path, unlisted: set[str], split: str) -> None:
+    """One line on stderr (once per process and folder state) for files a split file leaves out."""
+    if not unlisted or (str(split_file), len(unlisted)) in _NOTICED:
+        return
+    _NOTICED.add((str(split_file), len(unlisted)))
+    print(f"seglab: {len(unlisted)} file(s) in {image_dir} or its labels are not listed in {split_file} "
+          f"and are left out of the {split} split (first: {sorted(unlisted)[0]})", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- reading files
@@ -100,20 +133,24 @@ def _open(path: Path, kind: str, spec: DatasetSpec = CAMVID) -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"{kind} file {path} does not exist. Re-run `{spec.download_command}` "
                         f"to fetch missing files.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{kind} file {path} is not a readable image ({err}); it is truncated or "
                         f"not an image. {fix}") from None
 
 
 def read_image(path: str | os.PathLike, dataset: str | DatasetSpec = CAMVID) -> torch.Tensor:
-    """Decode an image file to a uint8 tensor ``[C, H, W]`` with the spec's channel count
-    (grayscale, RGBA and palette images are converted)."""
+    """Decode an image file to a uint8 tensor ``[C, H, W]`` with the spec's channel count,
+    each Pillow mode as :mod:`seglab.images` declares (16-bit scaled, alpha dropped, ...)."""
     spec = get_spec(dataset)
-    im = _open(Path(path), "image", spec)
-    im = im.convert("RGB" if spec.in_channels == 3 else "L")
-    array = np.asarray(im)
-    if array.ndim == 2:
-        array = array[:, :, None]
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"image file {path} does not exist. Re-run `{spec.download_command}` "
+                        f"to fetch missing files.")
+    try:
+        array = read_image_file(path, spec.in_channels)
+    except ImageRefused as err:
+        raise DataError(f"image file {path}: {err}; it is truncated, not an image, or not a kind seglab "
+                        f"reads. Delete it and re-run `{spec.download_command}`, which fetches it again.") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 

@@ -34,6 +34,7 @@ from .hardware import SpeedSettings, autocast, choose_settings, describe, get_de
 from .losses import class_frequencies, class_weights, logit_offsets, make_loss
 from .metrics import ConfusionMatrix
 from .models import UNet, fold_batchnorm
+from .outputs import write_text
 from .transforms import eval_transforms, train_transforms
 
 
@@ -651,7 +652,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None) -> Ru
         meta = {"config": config.as_dict(), "settings": settings.as_dict(), "device": describe(device),
                 "code_version": code_version(), "command": " ".join(sys.argv), "world_size": world,
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        (out_dir / "config.json").write_text(json.dumps(meta, indent=2))
+        write_text(out_dir / "config.json", json.dumps(meta, indent=2))
     best_path = out_dir / "best.pt" if out_dir else None
     last_path = out_dir / "last.pt" if out_dir else None
 
@@ -974,10 +975,10 @@ class _HalfResolutionCost:
 
 
 def _write_history(out_dir: Path, history: list[dict]) -> None:
-    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+    write_text(out_dir / "history.json", json.dumps(history, indent=2))
     keys = list(dict.fromkeys(k for h in history for k in h))
     lines = [",".join(keys)] + [",".join("" if h.get(k) is None else f"{h[k]}" for k in keys) for h in history]
-    (out_dir / "history.csv").write_text("\n".join(lines) + "\n")
+    write_text(out_dir / "history.csv", "\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------- learning-rate range test

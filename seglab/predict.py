@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .checkpoint import load_model
 from .datasets import get_spec
 from .engine import predict_logits, prepare_model, run_eval_scales, run_work_size
 from .errors import SeglabError
 from .hardware import choose_settings, get_device
+from .images import MAX_PIXELS, ImageRefused, image_array, read_image_file
+from .outputs import atomic_path, refuse_existing
 
 
-def image_to_input(image: Image.Image, spec) -> torch.Tensor:
-    """A PIL image of any mode (grayscale, RGB, RGBA, palette) as a normalised float
-    tensor ``[1, C, H, W]`` with the channels the model expects."""
-    array = np.asarray(image.convert("RGB" if spec.in_channels == 3 else "L"), dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[:, :, None]
-    x = torch.from_numpy(array).permute(2, 0, 1)
+def image_to_input(image: Image.Image | np.ndarray, spec) -> torch.Tensor:
+    """A PIL image (any mode :mod:`seglab.images` accepts) or uint8 pixels ``[H, W, C]``
+    as a normalised float tensor ``[1, C, H, W]`` with the channels the model expects."""
+    if isinstance(image, Image.Image):
+        image = image_array(image, spec.in_channels)
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(spec.mean).view(-1, 1, 1)
     std = torch.tensor(spec.std).view(-1, 1, 1)
     return ((x - mean) / std).unsqueeze(0)
@@ -31,11 +33,16 @@ def image_to_input(image: Image.Image, spec) -> torch.Tensor:
 
 def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, output: str | os.PathLike,
                   color: bool = False, device: str | None = None, flip: bool = False,
-                  rebalance: float | None = None,
-                  scales: tuple[float, ...] | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+                  rebalance: float | None = None, scales: tuple[float, ...] | None = None,
+                  overwrite: bool = False, report: Callable[[Path, str], None] | None = None,
+                  max_pixels: int = MAX_PIXELS) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Predict every image in ``inputs`` (a file or a folder) and write one 8-bit label PNG
     per image into ``output``, at the image's own size. Returns (written, skipped) where
-    skipped lists (path, reason) for files that are not readable images. ``flip``: flip
+    skipped lists (path, reason) for files that are not readable images or have more than
+    ``max_pixels`` pixels; ``report(path, reason)`` is called as each is skipped, and the
+    others are still predicted. Files already in ``output`` are refused before any work
+    unless ``overwrite``; each file is written atomically, replacing (never following) a
+    symbolic link. ``flip``: flip
     test-time augmentation and ``scales`` multi-scale averaging (see
     :func:`seglab.predict_logits`; ``None``: the run's own ``eval_scales``); ``rebalance``:
     see :func:`seglab.load_model`."""
@@ -48,10 +55,9 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
         raise SeglabError(f"--output {output} is a file, not a folder: choose another path")
     files = sorted(p for p in inputs.iterdir() if p.is_file()) if inputs.is_dir() else [inputs]
     targets = _output_names(files, output)
-    clash = [f for f in files if targets[f].resolve() in {g.resolve() for g in files}]
-    if clash:  # writing there would replace the user's images with label maps
-        raise SeglabError(f"--output {output} would overwrite the input {clash[0]} with its label PNG; "
-                          f"choose an output folder that holds no input images")
+    colors = {f: t.with_name(f"{t.stem}_color.png") for f, t in targets.items()} if color else {}
+    _check_plan(files, targets, colors, output)
+    refuse_existing([*targets.values(), *colors.values()], overwrite)
     model, state = load_model(checkpoint, rebalance=rebalance)
     spec = get_spec(state.get("dataset", "camvid"))
     work = run_work_size(state, spec)
@@ -63,20 +69,47 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     written, skipped = [], []
     for path in files:
         try:
-            with Image.open(path) as im:
-                im.load()
-                x = image_to_input(im, spec)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            skipped.append((path, f"not a readable image ({type(err).__name__})"))
+            x = image_to_input(read_image_file(path, spec.in_channels, max_pixels), spec)
+        except ImageRefused as err:
+            skipped.append((path, str(err)))
+            if report is not None:
+                report(path, str(err))
             continue
         logits = predict_logits(model, x, work, settings, flip, scales=scales)
         pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
-        target = targets[path]
-        Image.fromarray(pred, mode="L").save(target)
-        written.append(target)
+        _save_png(Image.fromarray(pred, mode="L"), targets[path])
+        written.append(targets[path])
         if color:
-            Image.fromarray(colorize(pred, spec.palette)).save(target.with_name(f"{target.stem}_color.png"))
+            _save_png(Image.fromarray(colorize(pred, spec.palette)), colors[path])
     return written, skipped
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG")
+    except OSError as err:
+        raise SeglabError(f"could not write {path} ({err.strerror or err}); free some disk space or "
+                          f"choose a writable --output") from None
+
+
+def _check_plan(files: list[Path], targets: dict[Path, Path], colors: dict[Path, Path], output: Path) -> None:
+    """Refuse, before any work, a plan that would write over an input or write two outputs
+    to one path (the colour image of ``x.png`` and the label of ``x_color.png``)."""
+    inputs = {f.resolve() for f in files}
+    owners: dict[Path, str] = {}
+    for f in files:
+        for kind, path in (("label", targets[f]), ("colour image", colors.get(f))):
+            if path is None:
+                continue
+            if path.resolve() in inputs:  # writing there would replace the user's image with a label map
+                raise SeglabError(f"--output {output} would overwrite the input {path} with the {kind} of "
+                                  f"{f}; choose an output folder that holds no input images")
+            key = Path(os.path.abspath(path))
+            if key in owners:
+                raise SeglabError(f"the {owners[key]} and the {kind} of {f} would both be written to {path}; "
+                                  f"rename one of the inputs" + (" or leave out --color" if colors else ""))
+            owners[key] = f"{kind} of {f}"
 
 
 def _output_names(files: list[Path], output: Path) -> dict[Path, Path]:

@@ -26,11 +26,14 @@ def two_drives(synthetic_camvid, tmp_path) -> Path:
     root = tmp_path / "camvid"
     for split in ("train", "val", "test"):
         names = sorted(p.name for p in (synthetic_camvid / split).iterdir())
+        new_names = [(f"AAA_{i:04d}.png" if i < 4 else f"BBB_{i:04d}.png") if split == "train" else name
+                     for i, name in enumerate(names)]
         for sub in CAMVID.layout[split]:
             (root / sub).mkdir(parents=True)
-            for i, name in enumerate(names):
-                new = (f"AAA_{i:04d}.png" if i < 4 else f"BBB_{i:04d}.png") if split == "train" else name
+            for name, new in zip(names, new_names):
                 shutil.copy(synthetic_camvid / sub / name, root / sub / new)
+        (root / f"{split}.txt").write_text("".join(f"/SegNet/CamVid/{split}/{n} /SegNet/CamVid/{split}annot/{n}\n"
+                                                   for n in new_names))
     return root
 
 
@@ -67,6 +70,8 @@ def test_holding_out_a_drive_that_val_also_has_is_refused_when_training_on_val(t
     drive = heldout.drive_of(sorted(_names(two_drives / "val"))[0])
     shutil.copy(two_drives / "train" / "AAA_0000.png", two_drives / "train" / f"{drive}_9999.png")
     shutil.copy(two_drives / "trainannot" / "AAA_0000.png", two_drives / "trainannot" / f"{drive}_9999.png")
+    with open(two_drives / "train.txt", "a") as f:
+        f.write(f"/SegNet/CamVid/train/{drive}_9999.png /SegNet/CamVid/trainannot/{drive}_9999.png\n")
     with pytest.raises(SeglabError, match="also in the val split"):
         heldout.build_heldout_root(two_drives, drive, tmp_path / "held", with_val=True)
     assert not (tmp_path / "held").exists()

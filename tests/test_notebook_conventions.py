@@ -1,4 +1,4 @@
-"""Every course notebook follows the conventions of notebooks/README.md.
+"""Every course notebook follows the conventions of CONTRIBUTING.md ("The notebooks").
 
 The checks read the committed .ipynb files as JSON (no kernel, no data, a fraction of a
 second): the Colab badge, the bootstrap cell, the imports cell, the cells that nbval
@@ -58,7 +58,7 @@ def test_header_has_the_required_parts(notebook):
     path, nb = notebook
     text = _source(nb["cells"][0])
     for part in ("What you will learn", "What you need", "Time"):
-        assert part in text, f"{path.name}: the first cell must say '{part}' (see notebooks/README.md)"
+        assert part in text, f"{path.name}: the first cell must say '{part}' (see CONTRIBUTING.md)"
 
 
 def test_first_code_cell_is_the_bootstrap(notebook):

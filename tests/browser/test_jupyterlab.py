@@ -11,8 +11,8 @@ no cell shows an error, the viewer is on the page with a real picture, moving a 
 changes that picture, and the browser console shows no widget errors. Screenshots of
 each step: ``test-artifacts/browser/``.
 
-Run them alone with ``pytest -m browser`` (README: "How to run the browser tests
-locally"); they skip, saying why, where no Chromium is installed.
+Run them alone with ``pytest -m browser`` (CONTRIBUTING.md, "Browser tests"); they skip,
+saying why, where no Chromium is installed.
 """
 from __future__ import annotations
 
