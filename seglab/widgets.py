@@ -16,6 +16,7 @@ Widgets do not render on GitHub or in a static HTML export, so every viewer has
 :meth:`static_preview`, a matplotlib figure of the same pictures.
 
 ipywidgets is imported only when a viewer is built: ``import seglab`` works without it.
+Both ipywidgets 7.7 (Google Colab's) and 8 work; the tests run under each.
 """
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ def _ipywidgets():
         raise ImportError("the seglab viewers need ipywidgets: `pip install ipywidgets` "
                           "(or `pip install -e '.[course]'` in the course repository)") from err
     return ipywidgets
+
+
+def _widget_bundle(widget, **kwargs) -> dict:
+    """The display data of a widget. ipywidgets 8 builds it in ``_repr_mimebundle_``;
+    ipywidgets 7 only has ``_ipython_display_``, which sends this same bundle."""
+    if hasattr(widget, "_repr_mimebundle_"):
+        return widget._repr_mimebundle_(**kwargs)
+    return {"text/plain": repr(widget),
+            "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                         "model_id": widget.model_id}}
 
 
 # --------------------------------------------------------------------------- the shared picture
@@ -174,7 +185,7 @@ class _Viewer:
         display(self.widget)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _widget_bundle(self.widget, **kwargs)
 
     @styled
     def static_preview(self, indices: Sequence[int] | None = None, n: int = 3, panel_width: float = 3.2) -> Figure:
