@@ -7,7 +7,7 @@
     python3 tasks.py student     build the student versions of the assignments (nbgrader)
     python3 tasks.py autograde   autograde submissions in classroom/submitted (nbgrader)
     python3 tasks.py validate    check the instructor notebooks pass their own tests (nbgrader)
-    python3 tasks.py stamp       rewrite every notebook's Colab bootstrap cell from seglab/course.py
+    python3 tasks.py stamp       rewrite every notebook's Colab badge and bootstrap cell from seglab/course.py
     python3 tasks.py site        build the course website into docs/_build/html (no notebook is run)
 
 Everything runs inside ./.venv, created on first use. The exact torch/torchvision pair
@@ -104,6 +104,7 @@ def cmd_test(extra: list[str]) -> None:
     env["SEGLAB_QUICK"] = "1"
     env.setdefault("SEGLAB_CACHE", tempfile.mkdtemp(prefix="seglab-cache-"))
     env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("SEGLAB_COLAB", "1")   # the Colab emulation (tests/test_colab_emulation.py), a few minutes
     code = run(python(), "-m", "pytest", "tests", "notebooks", "--nbval-lax",
                "--nbval-sanitize-with", SANITIZE, "-p", "no:cacheprovider", *extra,
                env=env, check=False)

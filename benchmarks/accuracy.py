@@ -20,7 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seglab.engine import TrainConfig, code_version, evaluate_checkpoint, fit, parse_duration  # noqa: E402
+from seglab.checkpoint import code_version  # noqa: E402
+from seglab.config import TrainConfig, parse_duration  # noqa: E402
+from seglab.evaluation import evaluate_checkpoint  # noqa: E402
+from seglab.train import fit  # noqa: E402
 from seglab.hardware import cpu_info, describe, get_device  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402
 

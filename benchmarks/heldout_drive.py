@@ -39,7 +39,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.data import cache_dir, check_root, list_pairs, resolve_root  # noqa: E402
 from seglab.datasets import CAMVID  # noqa: E402
-from seglab.engine import TrainConfig, code_version, evaluate_checkpoint, fit, parse_duration  # noqa: E402
+from seglab.checkpoint import code_version  # noqa: E402
+from seglab.config import TrainConfig, parse_duration  # noqa: E402
+from seglab.evaluation import evaluate_checkpoint  # noqa: E402
+from seglab.train import fit  # noqa: E402
 from seglab.errors import SeglabError  # noqa: E402
 from seglab.hardware import describe, get_device  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402

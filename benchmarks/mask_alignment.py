@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seglab.checkpoint import load_model  # noqa: E402
+from seglab.batches import iterate  # noqa: E402
 from seglab.data import SegmentationDataset  # noqa: E402
-from seglab.datasets import get_spec  # noqa: E402
-from seglab.engine import iterate, predict_logits, prepare_model, run_eval_scales, run_work_size  # noqa: E402
-from seglab.hardware import choose_settings, describe, get_device  # noqa: E402
+from seglab.hardware import describe, get_device  # noqa: E402
+from seglab.inference import LoadedModel  # noqa: E402
 from seglab.metrics import ConfusionMatrix  # noqa: E402
 from seglab.transforms import eval_transforms  # noqa: E402
 
@@ -57,18 +56,13 @@ def alignment_scores(checkpoint: str | Path, split: str = "val", root: str | Non
                      device: str | None = None) -> list[dict]:
     """mIoU and pixel accuracy of ``checkpoint`` on ``split`` for each (down, right) shift."""
     shifts = shifts or shift_grid(0.5, 1.5)
-    model, state = load_model(checkpoint)
-    spec = get_spec(state.get("dataset", "camvid"))
-    dev = get_device(device)
-    settings = choose_settings(dev, True, training=False)
-    model = prepare_model(model.to(dev), settings).eval()
+    loaded = LoadedModel.load(checkpoint, device)
+    spec = loaded.spec
     data = SegmentationDataset(spec, root, split, None, eval_transforms(spec), progress=False)
-    work = run_work_size(state, spec)
-    scales = run_eval_scales(state)
     matrices = {s: ConfusionMatrix(spec.num_classes, spec.ignore_index) for s in shifts}
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     for images, masks in iterate(loader):
-        log_probs = predict_logits(model, images, work, settings, scales=scales)
+        log_probs = loaded.logits(images)
         masks = masks.as_subclass(torch.Tensor).to(log_probs.device)
         for down, right in shifts:
             matrices[(down, right)].update(shifted(log_probs, down, right).argmax(1), masks)

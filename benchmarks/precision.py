@@ -33,7 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.checkpoint import PRETRAINED_FILE  # noqa: E402
-from seglab.engine import TrainConfig, evaluate_checkpoint, fit  # noqa: E402
+from seglab.config import TrainConfig  # noqa: E402
+from seglab.evaluation import evaluate_checkpoint  # noqa: E402
+from seglab.train import fit  # noqa: E402
 from seglab.hardware import SpeedSettings, bf16_choice, cpu_info, describe  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402
 

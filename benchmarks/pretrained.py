@@ -30,7 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE, load_checkpoint, save_checkpoint, sha256_of  # noqa: E402
 from seglab.outputs import write_text  # noqa: E402
-from seglab.engine import TrainConfig, build_datasets, evaluate_checkpoint, loss_weights  # noqa: E402
+from seglab.config import TrainConfig  # noqa: E402
+from seglab.evaluation import evaluate_checkpoint  # noqa: E402
+from seglab.train import build_datasets, loss_weights  # noqa: E402
 from seglab.hardware import SpeedSettings, describe, get_device  # noqa: E402
 from seglab.models import UNet, count_parameters  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402

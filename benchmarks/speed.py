@@ -8,7 +8,7 @@ One process, one run, the same U-Net (width 16) and the same CamVid images:
 - *seglab*: the decoded cache, the joint v2 transforms, and the settings that
   ``seglab.hardware.choose_settings`` picks for this device (channels_last, bf16
   autocast where it makes convolutions faster, freed buffers kept for reuse on Linux, BatchNorm
-  folded into the convolutions for inference, ...), ``seglab.engine.predict_logits``.
+  folded into the convolutions for inference, ...), ``seglab.inference.predict_logits``.
 
 Training and inference are timed in alternating rounds (plain, seglab, plain, ...) so
 that a change in machine load hits both sides alike; the figures are medians. It prints
@@ -46,8 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seglab  # noqa: E402
 from seglab.data import SegmentationDataset, list_pairs, resolve_root  # noqa: E402
 from seglab.datasets import CAMVID  # noqa: E402
-from seglab.engine import predict_logits, prepare_model  # noqa: E402
-from seglab.hardware import (SpeedSettings, autocast, choose_settings, cpu_bf16_supported,  # noqa: E402
+from seglab.inference import predict_logits, prepare_model  # noqa: E402
+from seglab.train import train_step  # noqa: E402
+from seglab.hardware import (SpeedSettings, choose_settings, cpu_bf16_supported,  # noqa: E402
                              cpu_info, describe, reuse_freed_memory)
 from seglab.models import UNet  # noqa: E402
 from seglab.transforms import eval_transforms, train_transforms  # noqa: E402
@@ -116,13 +117,13 @@ def train_plain(model, opt, loader, steps, device) -> float:
     return count / (time.perf_counter() - start)
 
 
+LOSS = torch.nn.CrossEntropyLoss(ignore_index=11)   # void ignored, as in make_loss("ce")
+
+
 def seglab_step(model, opt, x, y, settings, device) -> None:
-    """One training step as seglab's engine takes it: autocast as ``settings`` say, loss in fp32."""
-    opt.zero_grad(set_to_none=True)
-    with autocast(device, settings):
-        logits = model(x)
-    F.cross_entropy(logits.float(), y, ignore_index=11).backward()
-    opt.step()
+    """One training step as seglab's fit takes it (:func:`seglab.train.train_step`): autocast
+    as ``settings`` say, loss in fp32."""
+    train_step(model, x, y, LOSS, opt, settings=settings)
 
 
 def train_seglab(model, opt, loader, steps, settings, device) -> float:

@@ -10,14 +10,22 @@ The notebooks import from here instead of hiding long logic in cells. One job pe
 - ``models``     the U-Net
 - ``losses``     cross-entropy, Dice, class weights
 - ``metrics``    confusion matrix, IoU, pixel accuracy, Dice
-- ``engine``     training (fit), evaluation, prediction, learning-rate range test
-- ``checkpoint`` safe, atomic checkpoints; the shipped pretrained model
+- ``config``     TrainConfig: every training option, once (the CLI's flags are built from it)
+- ``train``      train_step and fit, the training loop
+- ``budget``     sizing a run to a wall-clock budget
+- ``batches``    the batch order and seeded augmentation of each epoch
+- ``optim`` / ``lr_finder``  optimisers, the learning-rate schedule, the range test
+- ``inference``  predicting with a model; LoadedModel, a checkpoint ready to predict
+- ``evaluation`` scoring a model or a checkpoint on a split
+- ``distributed`` torchrun: sums and agreements across processes
+- ``checkpoint`` safe, atomic checkpoints and what they hold; the shipped pretrained model
 - ``hardware``   device and CPU class; the fastest correct settings per machine
 - ``predict``    prediction for files on disk, overlap-tile prediction
 - ``baselines``  traditional (non-deep) baselines: superpixels + classifier, thresholding
 - ``analysis``   failure analysis: per-image scores, object-size recall, confusions
 - ``course``     the notebooks' plumbing (Colab badge and bootstrap, re-execution)
-- ``viz`` / ``widgets``  plots and ipywidgets viewers
+- ``render``     pictures as NumPy arrays (class colours, overlays, error maps)
+- ``viz`` / ``figures`` / ``curves`` / ``widgets``  plots, their style, curves, ipywidgets viewers
 - ``cli``        the ``seglab`` command
 """
 import importlib
@@ -33,8 +41,9 @@ from .errors import CheckpointError, DataError, DownloadError, SeglabError, Trai
 _LAZY = {
     "load_checkpoint": "checkpoint", "load_model": "checkpoint", "load_pretrained": "checkpoint",
     "CamVid": "data", "ISBIEM": "data", "SegmentationDataset": "data", "quick_mode": "data",
-    "TrainConfig": "engine", "evaluate": "engine", "evaluate_checkpoint": "engine", "fit": "engine",
-    "predict_logits": "engine", "set_seed": "engine",
+    "TrainConfig": "config", "evaluate": "evaluation", "evaluate_checkpoint": "evaluation",
+    "fit": "train", "set_seed": "train", "train_step": "train",
+    "LoadedModel": "inference", "predict_logits": "inference",
     "ConfusionMatrix": "metrics",
     "UNet": "models", "count_parameters": "models",
 }
@@ -56,7 +65,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__", "CAMVID", "ISBI_EM", "CamVid", "ISBIEM", "CheckpointError", "ConfusionMatrix", "DataError",
-    "DatasetSpec", "DownloadError", "SeglabError", "SegmentationDataset", "TrainConfig", "TrainingError", "UNet",
+    "DatasetSpec", "DownloadError", "LoadedModel", "SeglabError", "SegmentationDataset", "TrainConfig", "TrainingError", "UNet",
     "count_parameters", "download", "download_camvid", "download_isbi_em", "evaluate", "evaluate_checkpoint", "fit", "get_spec",
-    "load_checkpoint", "load_model", "load_pretrained", "predict_logits", "quick_mode", "resolve_root", "set_seed",
+    "load_checkpoint", "load_model", "load_pretrained", "predict_logits", "quick_mode", "resolve_root", "set_seed", "train_step",
 ]

@@ -51,8 +51,8 @@ def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progr
     (the one loop that :func:`predict_split` and :func:`predict_split_offsets` share)."""
     from torch.utils.data import DataLoader
 
-    from .engine import predict_logits, prepare_model
     from .hardware import choose_settings, get_device
+    from .inference import predict_logits, prepare_model
 
     dev = get_device(device) if not isinstance(device, torch.device) else device
     settings = choose_settings(dev, fast, training=False)
@@ -112,10 +112,7 @@ def per_image_scores(preds, labels, spec: str | DatasetSpec = "camvid") -> list[
     k = spec.num_classes
     out = []
     for p, t in zip(_np(preds), _np(labels)):
-        t = t.ravel().astype(np.int64)
-        keep = (t >= 0) & (t < k)                 # drops void (and any stray value)
-        cm = np.bincount(t[keep] * k + p.ravel()[keep].astype(np.int64), minlength=k * k).reshape(k, k)
-        s = scores(torch.from_numpy(cm), spec.class_names)   # NumPy counts: ~10x faster than per-image torch
+        s = scores(confusion_matrix(p, t, k), spec.class_names)   # void (>= k) is left out
         out.append({"miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"], "pixels": s["pixels"]})
     return out
 
@@ -250,11 +247,11 @@ def plot_iou_comparison(results: Mapping[str, Mapping[str, float | None]], class
     """Grouped horizontal bars: one group per class, one bar per method (``results`` maps a
     method's name to its ``{class: IoU}``, as in ``scores(...)["iou"]``); the legend gives
     each method's mIoU. Undefined IoU (class absent) is drawn as 0 and marked "n/a"."""
-    from .viz import _figure
+    from .figures import figure_grid
 
     names = list(results)
     k, m = len(class_names), len(names)
-    fig, axes = _figure(1, 1, (7.0, 0.21 * k * m + 1.4))
+    fig, axes = figure_grid(1, 1, (7.0, 0.21 * k * m + 1.4))
     ax = axes[0, 0]
     height = 0.8 / m
     for j, name in enumerate(names):
@@ -280,16 +277,17 @@ def plot_size_recall(rows: Sequence[Mapping], spec: str | DatasetSpec = "camvid"
     """Recall against object size, one line per class, from :func:`size_table` rows. Bins
     with fewer than ``min_objects`` objects are left out (one or two objects are
     anecdotes, not a rate)."""
-    from .viz import _colour_for, _figure
+    from .figures import figure_grid
+    from .viz import class_colour
 
     spec = get_spec(spec)
-    fig, axes = _figure(1, 1, (6.5, 3.4))
+    fig, axes = figure_grid(1, 1, (6.5, 3.4))
     ax = axes[0, 0]
     bins = list(dict.fromkeys(r["area (px)"] for r in rows))
     for cls in dict.fromkeys(r["class"] for r in rows):
         mine = {r["area (px)"]: r for r in rows if r["class"] == cls}
         xs = [i for i, b in enumerate(bins) if b in mine and mine[b]["objects"] >= min_objects]
-        colour = _colour_for(spec, cls)
+        colour = class_colour(spec, cls)
         ax.plot(xs, [mine[bins[i]][key] for i in xs], marker="o", label=cls, color=colour,
                 markeredgecolor="0.2")
     ax.set_xticks(range(len(bins)), bins)

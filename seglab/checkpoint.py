@@ -9,6 +9,8 @@
   error, never a confident wrong answer. The shipped model's SHA-256 is recorded next to it.
 - A checkpoint stores the model's constructor arguments, so ``load_model`` rebuilds the
   right network from the file alone, and every failure names the file and the fix.
+- What a training checkpoint holds is defined here once: :func:`training_state` writes it
+  and :func:`restore_training` reads it back to resume.
 """
 from __future__ import annotations
 
@@ -18,12 +20,15 @@ import os
 import pickle
 import pickletools
 import re
+import subprocess
 import warnings
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ._version import __version__
 from .errors import CheckpointError
 from .losses import logit_offsets
 from .models import UNet
@@ -274,3 +279,67 @@ def load_pretrained(map_location: str | torch.device = "cpu", rebalance: float |
     ``rebalance``: as in :func:`load_model` (``None``: the card's setting)."""
     model, state = load_model(check_pretrained(), map_location=map_location, rebalance=rebalance)
     return model.eval(), state
+
+
+# --------------------------------------------------------------------------- training state
+
+@dataclass
+class Progress:
+    """Where a training run stands: the state that lives across steps, and what a resumed
+    run continues from."""
+
+    step: int = 0                      # optimisation steps done
+    epoch: int = 0                     # epochs finished
+    total_steps: int = 0               # the plan (a budget run re-sizes it)
+    epochs: int = 0                    # the plan in epochs (the last may be partial)
+    low_end: int = 0                   # steps before this one run at half resolution (low_res)
+    best_miou: float = -1.0
+    history: list[dict] = field(default_factory=list)
+    batches_done: int = 0              # batches of the current epoch already trained (after Ctrl-C)
+    partial_epoch: list = field(default_factory=lambda: [0.0, 0, 0])  # their loss sum, samples, images
+    last_loss: float = float("nan")    # the last step's loss (not saved: for the progress bar)
+
+
+def code_version() -> str:
+    """seglab's version plus the git commit when run from a checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_config: dict,
+                   dataset: str, class_names, progress: Progress, class_weights: torch.Tensor | None = None, device: torch.device | None = None) -> dict:
+    """Everything a training checkpoint holds (see :func:`save_checkpoint`): the model's
+    constructor arguments and weights, the optimizer, the run's config (with ``epochs`` the
+    plan, which a budget run sizes), where the run stands, and the random state, so that a
+    resumed run continues exactly."""
+    state = {"model_config": model.config if hasattr(model, "config") else {},
+             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "optimizer": optimizer.state_dict(), "train_config": {**train_config, "epochs": progress.epochs},
+             "dataset": dataset, "class_names": list(class_names),
+             "epoch": progress.epoch, "batches_done": progress.batches_done, "step": progress.step,
+             "total_steps": progress.total_steps, "low_end": progress.low_end, "history": progress.history,
+             "best_miou": progress.best_miou, "rng_torch": torch.get_rng_state(),
+             "partial_epoch": list(progress.partial_epoch), "code_version": code_version()}
+    if class_weights is not None:  # load_model turns them into logit offsets (rebalance)
+        state["class_weights"] = class_weights.detach().cpu()
+    if device is not None and device.type == "cuda":
+        state["rng_cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_training(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     device: torch.device) -> Progress:
+    """Put a checkpoint's weights, optimizer and random state back; return where it stood."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng_torch"])
+    if "rng_cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng_cuda"])
+    return Progress(step=int(state["step"]), epoch=int(state["epoch"]), total_steps=state.get("total_steps"),
+                    low_end=int(state.get("low_end", 0)), best_miou=float(state.get("best_miou", -1.0)),
+                    history=list(state.get("history", [])), batches_done=int(state.get("batches_done", 0)),
+                    partial_epoch=list(state.get("partial_epoch", [0.0, 0, 0])))

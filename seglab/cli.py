@@ -33,7 +33,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _scales(text: str) -> tuple[float, ...]:
-    from .engine import EVAL_SCALE_RANGE
+    from .config import EVAL_SCALE_RANGE
     low, high = EVAL_SCALE_RANGE
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -124,8 +124,58 @@ REBALANCE_HELP = ("for a model trained with class weights: the share of the weig
                   "per-class logit offsets; default: the run's own setting (0: the weighted model as trained)")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected names separated by commas, got {text!r}")
+    return values
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers such as 0.75,1.5, got {text!r}") from None
+    if not 0 < low <= high < math.inf:
+        raise argparse.ArgumentTypeError(f"expected 0 < low <= high, got {text!r}")
+    return low, high
+
+
+def _duration(text: str) -> float:
+    from .config import parse_duration
+    try:
+        return parse_duration(text)
+    except SeglabError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# How each kind of TrainConfig option is read from the command line (its metadata's "read").
+READERS = {"str": str, "int": int, "size": _size, "scales": _scales, "names": _names, "pair": _pair,
+           "duration": _duration, "device": _device, "positive_int": _positive_int,
+           "non_negative_int": _non_negative_int, "positive_float": _positive_float,
+           "non_negative_float": _non_negative_float}
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`seglab.TrainConfig` field, with the field's help and default.
+    A flag left out is not set (``argparse.SUPPRESS``), so the recipe's value stands."""
+    from .config import default_of, options
+
+    for f in options():
+        meta = f.metadata
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        default = default_of(f)
+        read = READERS[meta["read"]] if meta["read"] else (_on_off if isinstance(default, bool) else str)
+        shown = "on" if default is True else "off" if default is False else default
+        shown = "x".join(map(str, shown)) if meta["read"] == "size" and shown else shown
+        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in shown) if isinstance(shown, tuple) \
+            else shown
+        told = "default" in meta["help"] or default is None   # the help says it, or there is none
+        parser.add_argument(flag, dest=f.name, type=read, choices=meta["choices"], default=argparse.SUPPRESS,
+                            help=meta["help"] if told else f"{meta['help']} (default: {shown})")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .engine import CLASS_WEIGHTS, LOSSES, OPTIMIZERS
     from .images import MAX_PIXELS
     from .recipes import RECIPES
 
@@ -156,55 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a U-Net and write a run folder",
                        description="Train a U-Net. Writes config.json, history.json/.csv, best.pt and "
-                                   "last.pt into --out. Ctrl-C saves last.pt; --resume continues it.")
+                                   "last.pt into --out. Ctrl-C saves last.pt; --resume continues it. "
+                                   "Every option below is a field of seglab.TrainConfig, shown with its "
+                                   "default there; a recipe sets several at once, and an option given "
+                                   "here wins over both.")
     p.add_argument("--recipe", default="course", help=f"preset to start from: {', '.join(RECIPES)} (default course)")
-    p.add_argument("--dataset", help="camvid or isbi-em (default: the recipe's)")
-    p.add_argument("--root", help="data folder (default: $SEGLAB_DATA or data/<name>)")
-    p.add_argument("--out", help="run folder (default runs/<recipe>)")
-    p.add_argument("--resume", help="checkpoint (last.pt) to continue from; its settings are reused")
-    p.add_argument("--more-epochs", type=_positive_int, default=0,
-                   help="with --resume: train this many epochs beyond the saved plan (the cosine learning-rate "
-                        "schedule is stretched over the longer plan), for example to train the pretrained model on")
-    p.add_argument("--epochs", type=_positive_int, help="passes over the training set")
-    p.add_argument("--max-steps", type=_positive_int, help="stop after this many optimisation steps")
-    p.add_argument("--budget", help="wall-clock budget such as 15m or 900s: the schedule is sized to fit")
-    p.add_argument("--batch-size", type=_positive_int, help="images per step (global, across processes)")
-    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default 1e-3)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser (default adam)")
-    p.add_argument("--weight-decay", type=_non_negative_float, help="weight decay (default 1e-4; adamw uses at least 0.01)")
-    p.add_argument("--schedule", choices=("cosine", "constant"), help="learning-rate schedule after warm-up")
-    p.add_argument("--loss", choices=LOSSES, help="loss (default ce: cross-entropy, void ignored)")
-    p.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="class weighting against imbalance")
-    p.add_argument("--rebalance", type=_non_negative_float,
-                   help="with --class-weights: share (0 to 1) of the weighting taken back at inference by a "
-                        "per-class logit offset: more pixel accuracy, fewer rare-class detections")
-    p.add_argument("--size", type=_size, help="working resolution HxW (default 180x240)")
-    p.add_argument("--crop", type=_size, help="random crop HxW during training")
-    p.add_argument("--width", type=_positive_int, help="U-Net channels at the first level (default 16)")
-    p.add_argument("--depth", type=_positive_int, help="U-Net down-sampling steps (default 4)")
-    p.add_argument("--skip", type=_on_off, help="skip connections on/off")
-    p.add_argument("--batchnorm", type=_on_off, help="BatchNorm on/off")
-    p.add_argument("--bilinear", type=_on_off, help="bilinear upsampling (on) or transposed convolutions (off)")
-    p.add_argument("--stem-stride", type=int, choices=(1, 2), help="2: run the U-Net at half resolution")
-    p.add_argument("--low-res", type=_non_negative_float,
-                   help="share (0 to 1) of the steps trained first at half resolution (progressive resizing: "
-                        "cheaper early steps, so more of them fit in a budget)")
-    p.add_argument("--eval-scales", type=_scales,
-                   help="test-time scales (of --size) whose predictions are averaged in validation and in "
-                        "later scoring, e.g. 0.75,0.875,1 (default 1: one scale)")
-    p.add_argument("--augment", type=_on_off, help="training augmentation on/off")
-    p.add_argument("--subset", type=_positive_int, help="train on this many images only")
-    p.add_argument("--val-subset", type=_positive_int, help="validate on this many images only")
-    p.add_argument("--seed", type=int, help="random seed (a CPU run with the same seed repeats exactly)")
-    p.add_argument("--device", type=_device, help="cpu, cuda, cuda:1 or mps (default: the best available)")
-    p.add_argument("--fast", type=_on_off, help="per-device speed settings (channels_last, bf16/fp16 autocast "
-                                                "where the hardware has it); off = plain fp32")
-    p.add_argument("--compile", type=_on_off, help="torch.compile the model (pays off only for long runs)")
-    p.add_argument("--workers", type=_non_negative_int, help="DataLoader worker processes (default: 0 on <= 2 cores)")
+    add_train_options(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (any of its files: last.pt, best.pt, config.json, "
                         "history); without it an existing run is never overwritten, also not by --resume")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the same as --progress off)")
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a split",
                        description="Score a checkpoint at the data's full resolution (CamVid 360x480): "
@@ -262,33 +273,22 @@ def _cmd_download(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .engine import TrainConfig, fit, parse_duration
+    from .config import TrainConfig, options
     from .outputs import check_run_folder
     from .recipes import get_recipe
+    from .train import fit
 
     values = get_recipe(args.recipe)
-    options = {"dataset": args.dataset, "root": args.root, "epochs": args.epochs, "max_steps": args.max_steps,
-               "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
-               "weight_decay": args.weight_decay, "schedule": args.schedule, "loss": args.loss,
-               "class_weights": args.class_weights, "rebalance": args.rebalance, "size": args.size,
-               "crop": args.crop, "width": args.width, "depth": args.depth, "skip": args.skip,
-               "batchnorm": args.batchnorm, "bilinear": args.bilinear,
-               "stem_stride": args.stem_stride, "low_res": args.low_res, "eval_scales": args.eval_scales,
-               "augment": args.augment, "subset": args.subset,
-               "val_subset": args.val_subset, "seed": args.seed, "device": args.device, "fast": args.fast,
-               "compile": args.compile, "workers": args.workers}
-    values.update({k: v for k, v in options.items() if v is not None})
-    if args.budget is not None:
-        values["budget"] = parse_duration(args.budget)
-        if values["budget"] <= 0:
-            raise SeglabError(f"--budget must be positive (got {args.budget!r})")
+    values.update({f.name: getattr(args, f.name) for f in options() if hasattr(args, f.name)})
     # A resumed run continues in its own folder unless --out says otherwise.
-    values["out_dir"] = args.out or (str(Path(args.resume).parent) if args.resume else f"runs/{args.recipe}")
-    values["resume"] = args.resume
-    values["more_epochs"] = args.more_epochs
-    values["progress"] = not args.quiet
-    config = TrainConfig.from_dict(values)
+    values["out_dir"] = getattr(args, "out_dir", None) or (str(Path(args.resume).parent)
+                                                           if getattr(args, "resume", None) else f"runs/{args.recipe}")
+    values.setdefault("resume", None)
+    if args.quiet:
+        values["progress"] = False
+    config = TrainConfig.from_dict(values, source=f"recipe {args.recipe!r}")
     config.validate()
+    args.resume = config.resume   # the checks below read it
     if args.resume and not Path(args.resume).is_file():
         raise SeglabError(f"--resume {args.resume}: no such checkpoint file (look for last.pt in the run folder)")
     check_run_folder(values["out_dir"], args.resume, args.overwrite)
@@ -313,7 +313,7 @@ def _resolve_checkpoint(args) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    from .engine import evaluate_checkpoint
+    from .evaluation import evaluate_checkpoint
     from .outputs import refuse_existing, write_text
     if args.json not in (None, "-"):  # checked before the work, not after it
         refuse_existing([args.json], args.overwrite)

@@ -250,8 +250,8 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int] | list[int]) -> torch.
     source pixel ``floor(i * in / out)`` instead: the mask lands about half a pixel (of the
     new size) down and to the right of its image. Shrinking 360x480 to 240x320 and then scaling
     for augmentation, that was about one pixel of the training resolution, and a model
-    trained on such masks predicted its classes a pixel too low (val mIoU 0.6090 with its
-    predictions moved up one pixel at 360x480, 0.6074 as they were; ``seglab/recipes.py``).
+    trained on such masks predicted its classes a pixel too low (``benchmarks/mask_alignment.py``;
+    the runs: ``benchmarks/RESULTS.md``).
     At exactly half (or a third) of the size no source pixel sits at an output pixel's
     centre, and either choice is a quarter of an output pixel off: there centred nearest
     is as good as any single-pixel choice. (A majority vote over each pixel's footprint
@@ -423,13 +423,17 @@ def ISBIEM(root=None, split: str = "train", size=None, transform=None, subset=No
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int | None = None,
-                drop_last: bool = False, seed: int = 0, sampler=None) -> DataLoader:
+                drop_last: bool = False, seed: int = 0, sampler=None, batches=None) -> DataLoader:
     """A DataLoader with safe defaults: 0 workers inside Jupyter (workers crash there on
-    Windows and macOS, and the in-memory cache makes them unnecessary), else up to 2."""
+    Windows and macOS, and the in-memory cache makes them unnecessary), else up to 2.
+    ``batches``: the sample indices of every batch, in order (then ``batch_size``,
+    ``shuffle``, ``sampler`` and ``drop_last`` do not apply); ``fit`` passes its own."""
     if workers is None:
         cores = os.cpu_count() or 1
         workers = 0 if ("ipykernel" in sys.modules or cores <= 2) else min(4, cores // 2)
     generator = torch.Generator().manual_seed(seed)
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=batches, num_workers=max(workers, 0), generator=generator)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
                       sampler=sampler, num_workers=max(workers, 0), drop_last=drop_last,
                       generator=generator, persistent_workers=workers > 0)

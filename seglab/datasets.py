@@ -4,7 +4,7 @@ This module imports neither torch nor NumPy, so downloading a data set or findin
 folder (:func:`resolve_root`) stays quick to import.
 
 A :class:`DatasetSpec` is plain data. Everything else in seglab (the folder dataset,
-the transforms, the model, the engine, the metrics, the plots) reads what it needs from
+the transforms, the model, training, the metrics, the plots) reads what it needs from
 the spec, so CamVid and the ISBI 2012 EM membranes share one pipeline. Adding a new
 folder-based data set means writing one more spec, nothing else.
 """

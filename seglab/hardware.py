@@ -149,9 +149,8 @@ def cpu_info() -> dict:
     fields = read_cpuinfo()
     model, generation = fields.get("model name", platform.processor() or ""), ""
     if "cpu family" in fields and "model" in fields:
-        # x86 family/model tell apart generations that share a name and a CPU class: two
-        # "AMD EPYC (AVX512, bf16, no AMX)" machines here trained the 15-minute recipe for
-        # 62 and 129 epochs; the faster one is family 26 (Zen 5), the other was not recorded.
+        # x86 family/model tell apart generations that share a name and a CPU class, and can
+        # differ twofold in speed (benchmarks/RESULTS.md, the AMD EPYC section).
         generation = f"x86 family {fields['cpu family']} model {fields['model']}"
     return {"model": model, "generation": generation, "capability": capability, "bf16": bf16, "amx": amx,
             "cores": os.cpu_count(), "threads": torch.get_num_threads()}

@@ -150,9 +150,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     after a convolution it can be baked into the convolution's weights (``W * a``) and bias
     (``bias * a + b``): the same logits (up to float rounding), one pass over the
     activations fewer per layer. Only for inference: a folded model has no batch
-    statistics left to learn. Measured on a 2-core Intel Xeon (AVX512, bf16, no AMX):
-    inference of a width-16 U-Net at 180x240 in fp32 channels_last rose from 24 to 43
-    images/s (``benchmarks/speed.py`` prints it for your machine)."""
+    statistics left to learn. ``benchmarks/speed.py`` measures the gain on your machine
+    (figures in ``benchmarks/RESULTS.md``)."""
     folded = copy.deepcopy(model).eval()
     for module in folded.modules():
         if not isinstance(module, nn.Sequential):

@@ -11,12 +11,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import load_model
-from .datasets import get_spec
-from .engine import predict_logits, prepare_model, run_eval_scales, run_work_size
 from .errors import SeglabError
-from .hardware import choose_settings, get_device
 from .images import MAX_PIXELS, ImageRefused, image_array, read_image_file
+from .inference import LoadedModel
 from .outputs import atomic_path, refuse_existing
 
 
@@ -46,7 +43,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     test-time augmentation and ``scales`` multi-scale averaging (see
     :func:`seglab.predict_logits`; ``None``: the run's own ``eval_scales``); ``rebalance``:
     see :func:`seglab.load_model`."""
-    from .viz import colorize
+    from .render import colorize
 
     inputs, output = Path(inputs), Path(output)
     if not inputs.exists():
@@ -58,13 +55,8 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
     colors = {f: t.with_name(f"{t.stem}_color.png") for f, t in targets.items()} if color else {}
     _check_plan(files, targets, colors, output)
     refuse_existing([*targets.values(), *colors.values()], overwrite)
-    model, state = load_model(checkpoint, rebalance=rebalance)
-    spec = get_spec(state.get("dataset", "camvid"))
-    work = run_work_size(state, spec)
-    scales = tuple(scales or run_eval_scales(state))
-    dev = get_device(device)
-    settings = choose_settings(dev, training=False)
-    model = prepare_model(model.to(dev).eval(), settings, inference=True)
+    loaded = LoadedModel.load(checkpoint, device, rebalance=rebalance, scales=scales)
+    spec = loaded.spec
     output.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
     for path in files:
@@ -75,7 +67,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: str | os.PathLike, outp
             if report is not None:
                 report(path, str(err))
             continue
-        logits = predict_logits(model, x, work, settings, flip, scales=scales)
+        logits = loaded.logits(x, flip)
         pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         _save_png(Image.fromarray(pred, mode="L"), targets[path])
         written.append(targets[path])

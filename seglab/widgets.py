@@ -16,6 +16,7 @@ Widgets do not render on GitHub or in a static HTML export, so every viewer has
 :meth:`static_preview`, a matplotlib figure of the same pictures.
 
 ipywidgets is imported only when a viewer is built: ``import seglab`` works without it.
+Both ipywidgets 7.7 (Google Colab's) and 8 work; the tests run under each.
 """
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .datasets import DatasetSpec
-from .viz import (ArrayLike, _add_legend, _styled, _as_spec, _class_map, _figure, _labels, _names, _np, _palette,
-                  _panel_size, _present, class_shares, error_map, legend_handles, overlay,
-                  to_png, to_uint8)
-from .viz import image_scores as _score_image
+from .figures import add_legend, figure_grid, panel_size, styled
+from .render import (ArrayLike, as_array, as_class_map, as_labels, as_spec, class_shares, error_map, names_with_void,
+                     overlay, palette_array, present_classes, to_png, to_uint8)
+from .render import image_scores as _score_image
+from .viz import legend_handles
 
 GAP = 6  # white pixels between the panels of a picture
 
@@ -42,6 +44,16 @@ def _ipywidgets():
         raise ImportError("the seglab viewers need ipywidgets: `pip install ipywidgets` "
                           "(or `pip install -e '.[course]'` in the course repository)") from err
     return ipywidgets
+
+
+def _widget_bundle(widget, **kwargs) -> dict:
+    """The display data of a widget. ipywidgets 8 builds it in ``_repr_mimebundle_``;
+    ipywidgets 7 only has ``_ipython_display_``, which sends this same bundle."""
+    if hasattr(widget, "_repr_mimebundle_"):
+        return widget._repr_mimebundle_(**kwargs)
+    return {"text/plain": repr(widget),
+            "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                         "model_id": widget.model_id}}
 
 
 # --------------------------------------------------------------------------- the shared picture
@@ -72,7 +84,7 @@ def _compose(image: np.ndarray, masks: Sequence[np.ndarray], spec: DatasetSpec, 
 def _legend_html(spec: DatasetSpec) -> str:
     """The palette as a row of coloured squares with names (HTML, no matplotlib)."""
     items = []
-    for (r, g, b), name in zip(_palette(spec).tolist(), _names(spec)):
+    for (r, g, b), name in zip(palette_array(spec).tolist(), names_with_void(spec)):
         items.append(f'<span style="display:inline-flex;align-items:center;margin:0 10px 2px 0">'
                      f'<span style="width:12px;height:12px;background:rgb({r},{g},{b});'
                      f'border:1px solid #555;margin-right:4px"></span>{html.escape(name)}</span>')
@@ -173,9 +185,9 @@ class _Viewer:
         display(self.widget)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _widget_bundle(self.widget, **kwargs)
 
-    @_styled
+    @styled
     def static_preview(self, indices: Sequence[int] | None = None, n: int = 3, panel_width: float = 3.2) -> Figure:
         """The same pictures as a matplotlib figure, one row per image (default: ``n``
         images spread over the viewer), with the legend: for readers on GitHub, where
@@ -186,15 +198,15 @@ class _Viewer:
         rows = [self.render(i) for i in indices]
         h, w = self._panels(indices[0])[0].shape[:2]
         panels = len(self._titles())
-        pw, ph = _panel_size(h, w, panel_width)
-        fig, axes = _figure(len(rows), 1, (pw * panels, (ph + 0.35) * len(rows) + 0.5))
+        pw, ph = panel_size(h, w, panel_width)
+        fig, axes = figure_grid(len(rows), 1, (pw * panels, (ph + 0.35) * len(rows) + 0.5))
         for ax, i, picture in zip(axes[:, 0], indices, rows):
             ax.imshow(picture, interpolation="nearest")
             ax.set_axis_off()
             ax.set_title(self._plain_caption(i), fontsize=9)
         fig.suptitle("  |  ".join(self._titles()))
         masks = [m for i in indices for m in self._panels(i)[1]]
-        _add_legend(fig, legend_handles(self.spec, _present(*masks, spec=self.spec)))
+        add_legend(fig, legend_handles(self.spec, present_classes(*masks, spec=self.spec)))
         return fig
 
     def _titles(self) -> list[str]:
@@ -228,7 +240,7 @@ class DatasetBrowser(_Viewer):
     def __init__(self, dataset, spec: DatasetSpec | str | None = None, opacity: float = 0.5):
         self.dataset = dataset
         self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
-        spec = _as_spec(spec) or getattr(dataset, "spec", None)
+        spec = as_spec(spec) or getattr(dataset, "spec", None)
         if spec is None:
             raise ValueError("pass spec=... (the dataset has no .spec)")
         super().__init__(spec, len(dataset), opacity)
@@ -244,7 +256,7 @@ class DatasetBrowser(_Viewer):
             image, mask = ds.images[index], ds.masks[index]
         else:
             image, mask = ds[index]
-        image, mask = to_uint8(image, self.spec), _labels(mask)
+        image, mask = to_uint8(image, self.spec), as_labels(mask)
         self._cached = (index, image, mask)
         return image, mask
 
@@ -296,10 +308,10 @@ class ComparisonViewer(_Viewer):
     def __init__(self, images: ArrayLike, labels: ArrayLike, preds: ArrayLike, spec: DatasetSpec | str,
                  names: Sequence[str] | None = None, scores: Sequence | None = None,
                  opacity: float = 1.0, show_errors: bool = True):
-        spec = _as_spec(spec)
+        spec = as_spec(spec)
         self.images = images
-        self.labels = _np(labels)
-        p = _np(preds)
+        self.labels = as_array(labels)
+        p = as_array(preds)
         self.preds = p.argmax(1) if p.ndim == 4 else p
         n = len(self.labels)
         if len(self.images) != n or len(self.preds) != n:
@@ -322,7 +334,7 @@ class ComparisonViewer(_Viewer):
 
     def _panels(self, index):
         image = to_uint8(self.images[index], self.spec)
-        label, pred = _labels(self.labels[index]), _class_map(self.preds[index])
+        label, pred = as_labels(self.labels[index]), as_class_map(self.preds[index])
         errors = (label, pred) if self.show_errors.value else None
         return image, [label, pred], errors
 

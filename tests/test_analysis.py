@@ -94,7 +94,7 @@ def test_record_is_plain_data():
 
 def test_predict_split_scores_equal_evaluate(synthetic_camvid):
     """Scoring the kept class maps gives exactly what seglab.evaluate reports."""
-    from seglab.engine import evaluate
+    from seglab.evaluation import evaluate
     from seglab.metrics import ConfusionMatrix
 
     data = CamVid(synthetic_camvid, "test", transform=eval_transforms("camvid"), progress=False)
@@ -108,7 +108,7 @@ def test_predict_split_scores_equal_evaluate(synthetic_camvid):
 
 
 def test_predict_split_with_flip_scores_equal_evaluate_with_flip(synthetic_camvid):
-    from seglab.engine import evaluate
+    from seglab.evaluation import evaluate
     from seglab.metrics import ConfusionMatrix
 
     data = CamVid(synthetic_camvid, "test", transform=eval_transforms("camvid"), progress=False)
@@ -123,7 +123,7 @@ def test_predict_split_with_flip_scores_equal_evaluate_with_flip(synthetic_camvi
 
 
 def test_predict_split_with_scales_scores_equal_evaluate_with_the_same_scales(synthetic_camvid):
-    from seglab.engine import evaluate
+    from seglab.evaluation import evaluate
     from seglab.metrics import ConfusionMatrix
 
     data = CamVid(synthetic_camvid, "test", transform=eval_transforms("camvid"), progress=False)

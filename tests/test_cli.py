@@ -96,6 +96,46 @@ def test_python_dash_m_and_the_console_script_share_one_parser():
     assert set(commands) == {"download", "train", "evaluate", "predict", "info"}
 
 
+def test_train_help_has_a_flag_with_its_help_for_every_training_option():
+    from seglab.cli import build_parser
+    from seglab.config import options
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    text = " ".join(train.format_help().split())          # argparse wraps lines: compare words
+    by_dest = {action.dest: action for action in train._actions}
+    for f in options():
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        assert flag in by_dest[f.name].option_strings, f.name
+        assert " ".join(f.metadata["help"].split()) in text, f"{flag}: its help is missing from --help"
+
+
+def test_a_recipe_with_an_unknown_key_is_refused_naming_it(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from seglab import recipes
+    from seglab.cli import main
+    from seglab.config import TrainConfig
+    from seglab.errors import SeglabError
+    monkeypatch.setitem(recipes.RECIPES, "typo", dict(recipes.RECIPES["quick"], batch_szie=4))
+    assert main(["train", "--recipe", "typo", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "'batch_szie'" in err and "recipe 'typo'" in err and not (tmp_path / "run").exists()
+    with pytest.raises(SeglabError, match="unknown training option 'lr_max'"):
+        TrainConfig.from_dict({"lr_max": 0.1})
+
+
+def test_an_older_checkpoints_config_with_options_since_removed_still_loads():
+    from seglab.config import TrainConfig
+    config = TrainConfig.from_checkpoint({"train_config": {"epochs": 3, "size": [60, 80], "option_since_removed": 1}})
+    assert config.epochs == 3 and config.size == (60, 80)
+
+
+def test_every_recipe_names_only_training_options():
+    from seglab.config import TrainConfig
+    from seglab.recipes import RECIPES
+    for name, values in RECIPES.items():
+        TrainConfig.from_dict(values, source=f"recipe {name!r}").validate()
+
+
 def test_download_help_states_when_data_files_are_replaced_and_how_long_it_waits():
     from seglab.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["download"]

@@ -48,7 +48,7 @@ VOTES = [(("bfloat16", None), None), (("bfloat16", "bfloat16"), "bfloat16"), ((N
 def _vote(rank: int, world: int, init_file: str, results) -> None:
     import torch.distributed as dist
 
-    from seglab.engine import _agreed_cpu_precision
+    from seglab.distributed import agreed_cpu_precision as _agreed_cpu_precision
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         results[rank] = [_agreed_cpu_precision(votes[rank], world) for votes, _ in VOTES]

@@ -1,19 +1,49 @@
-"""The training engine on synthetic data: it learns, repeats exactly, checkpoints, resumes."""
+"""Training, evaluation and prediction on synthetic data: it learns, repeats exactly,
+checkpoints, resumes, and sizes a run to a budget (on a fast clock, without waiting)."""
 import json
 import os
 import signal
-import time
 
 import pytest
 import torch
 
-from seglab import engine
+from seglab.budget import half_resolution, plan_steps
 from seglab.checkpoint import load_checkpoint, load_model
+from seglab.config import TrainConfig, parse_duration
 from seglab.errors import CheckpointError, SeglabError
+from seglab.evaluation import evaluate_checkpoint
+from seglab.inference import predict_logits, scaled_size
 from seglab.losses import logit_offsets
-from seglab.engine import (TrainConfig, evaluate_checkpoint, fit, lr_factor, parse_duration, plan_steps,
-                           predict_logits, scaled_size, suggest_lr)
+from seglab.lr_finder import suggest_lr
 from seglab.models import UNet
+from seglab.optim import lr_factor
+from seglab.train import fit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the models are tiny, and on a busy 2-core machine a second,
+    spinning OpenMP thread makes every step many times slower (see test_robustness_training)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class FastClock:
+    """A clock for budget runs that does not wait: every reading moves it on by ``tick``
+    seconds (so each training step "costs" about one tick), and :meth:`advance` adds time,
+    as a slow piece of work would."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def tiny(root, out, **kw):
@@ -64,7 +94,8 @@ def test_training_learns_the_synthetic_scenes(synthetic_camvid):
 
 
 def test_budget_mode_measures_the_machine_and_completes_its_schedule(synthetic_camvid, capsys, tmp_path):
-    run = fit(tiny(synthetic_camvid, tmp_path / "run", budget=30.0, epochs=1000, warmup_steps=0))
+    run = fit(tiny(synthetic_camvid, tmp_path / "run", budget=30.0, epochs=1000, warmup_steps=0),
+              clock=FastClock(0.5))
     err = capsys.readouterr().err
     assert "ms/step" in err                               # it measured the machine ...
     assert "(checked again)" in err                       # ... checked its plan once more ...
@@ -90,9 +121,18 @@ def test_a_plan_made_mid_run_does_not_count_past_validations_twice():
 
 
 def test_resume_continues_to_the_planned_end(synthetic_camvid, tmp_path):
-    fit(tiny(synthetic_camvid, tmp_path / "a", epochs=1))
+    def stop_after_epoch_1(record):
+        if record["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: fit saves and returns
+
+    first = fit(tiny(synthetic_camvid, tmp_path / "a", epochs=3), callbacks=[stop_after_epoch_1])
     state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
-    assert state["epoch"] == 1
+    assert first.interrupted and state["epoch"] == 1
+    resumed = fit(TrainConfig(resume=str(tmp_path / "a" / "last.pt"), out_dir=str(tmp_path / "a"), progress=False))
+    state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert not resumed.interrupted
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]          # the saved epoch, then the two left
+    assert state["epoch"] == 3 and state["step"] == state["total_steps"] == 3 * first.history[0]["step"]
 
 
 def test_more_epochs_trains_a_finished_run_on_with_a_stretched_schedule(synthetic_camvid, tmp_path):
@@ -264,7 +304,6 @@ class _SizeRecorder(UNet):
 
 
 def test_half_resolution_averages_pixels_but_keeps_labels_whole():
-    from seglab.engine import half_resolution
     images = torch.rand(2, 3, 56, 80)
     masks = torch.randint(0, 12, (2, 56, 80))          # 11 = void stays void
     small, labels = half_resolution(images, masks)
@@ -295,7 +334,8 @@ def test_a_budget_plan_counts_half_resolution_steps_at_their_own_cost():
 
 def test_a_budget_run_with_low_res_plans_with_both_step_costs_and_completes(synthetic_camvid, capsys):
     # (whether it ends on time is measured by benchmarks/accuracy.py, not asserted here)
-    run = fit(tiny(synthetic_camvid, None, budget=30.0, epochs=1000, warmup_steps=0, low_res=0.5))
+    run = fit(tiny(synthetic_camvid, None, budget=30.0, epochs=1000, warmup_steps=0, low_res=0.5),
+              clock=FastClock(0.25))
     err = capsys.readouterr().err
     assert "at half resolution" in err and "(checked again)" in err
     assert run.history[-1]["lr"] < 0.05 * 1e-3            # the schedule ran to its planned end
@@ -329,28 +369,62 @@ def test_more_epochs_after_a_low_res_run_stay_at_full_resolution(synthetic_camvi
     assert [h["half_resolution"] for h in run.history][2:] == [False, False]
 
 
-def test_a_replan_keeps_validation_time_out_of_the_pace_of_a_step(synthetic_camvid, monkeypatch):
-    # Each full validation pass is made 0.3 s slower; the pace a re-plan measures per training
-    # step must not carry that cost (it is planned apart, from the last pass's own time).
-    real_evaluate, paces = engine.evaluate, []
+def test_a_replan_keeps_validation_time_out_of_the_pace_of_a_step(synthetic_camvid):
+    # Each validation pass is made 30 s slower (on the fast clock); the pace a re-plan measures
+    # per training step must not carry that cost (it is planned apart, from the last pass's own time).
+    clock, slow = FastClock(0.2), 30.0
 
-    def slow_evaluate(model, dataset, *args, **kwargs):
-        if kwargs.get("loader") is not None:          # a full pass (the planner's probe has no loader)
-            time.sleep(0.3)
-        return real_evaluate(model, dataset, *args, **kwargs)
+    class SlowWhenValidating(UNet):
+        def forward(self, x):
+            if not self.training:
+                clock.advance(slow)
+            return super().forward(x)
 
-    real_plan = engine._size_to_budget
-
-    def recording_plan(*args, **kwargs):
-        if kwargs.get("pace") is not None:
-            paces.append((kwargs["pace"], kwargs.get("val_measured")))
-        return real_plan(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "evaluate", slow_evaluate)
-    monkeypatch.setattr(engine, "_size_to_budget", recording_plan)
-    fit(tiny(synthetic_camvid, None, budget=12.0, epochs=1000, warmup_steps=0, val_every=1))
+    run = fit(tiny(synthetic_camvid, None, budget=600.0, epochs=1000, warmup_steps=0, val_every=1),
+              model=SlowWhenValidating(3, 11, width=4, depth=2), clock=clock)
+    paces = [(plan.pace, plan.val_measured) for plan in run.plans if plan.pace is not None]
     assert paces, "the run never re-planned"
     steps_per_epoch = 3                                      # 12 training images, batches of 4
     for pace, last_validation in paces:
-        assert last_validation is not None and last_validation >= 0.3  # the slow pass was measured ...
-        assert pace < 0.3 / steps_per_epoch                  # ... and kept out of the per-step pace
+        assert last_validation is not None and last_validation >= slow  # the slow pass was measured ...
+        assert pace < slow / steps_per_epoch                 # ... and kept out of the per-step pace
+
+
+class _Planner:
+    """A BudgetPlanner on a clock the test moves by hand."""
+
+    def __init__(self, **kw):
+        from seglab.budget import BudgetPlanner
+        self.now = 0.0
+        self.planner = BudgetPlanner(clock=lambda: self.now, **kw)
+
+    def steps(self, n: int, seconds: float) -> None:
+        for _ in range(n):
+            self.now += seconds
+            self.planner.step_done()
+
+
+def test_the_planner_sizes_the_run_from_the_measured_steps_and_validation():
+    t = _Planner(budget=100.0, steps_per_epoch=10)
+    t.steps(3, 1.0)
+    assert not t.planner.due(3, 1000)                        # 3 s is not yet 5 % of the budget
+    t.steps(3, 1.0)
+    assert t.planner.due(6, 1000)
+    total, epochs, _ = t.planner.replan(6, 0, time_validation=lambda: 2.0)
+    # 6 s spent; 1.02 s a step (a 2 % allowance) and 0.2 s of validation a step; 4 % kept back
+    assert total == plan_steps(100.0, 6.0, 1.02, 2.0, 10, 6) and epochs == -(-total // 10)
+    assert t.planner.plans[0].step_seconds == pytest.approx(1.02)
+
+
+def test_a_replan_measures_the_pace_since_the_last_plan_without_validation():
+    t = _Planner(budget=100.0, steps_per_epoch=10)
+    t.steps(6, 1.0)
+    total, _, _ = t.planner.replan(6, 0, time_validation=lambda: 2.0)
+    due = t.planner.replan_step
+    t.steps(due - 6, 0.5)                                    # the machine got twice as fast ...
+    t.now += 5.0
+    t.planner.validated(5.0)                                 # ... and one slow validation ran
+    assert t.planner.due(due, total)
+    t.planner.replan(due, 0, time_validation=lambda: pytest.fail("the last pass is known"))
+    again = t.planner.plans[-1]
+    assert again.pace == pytest.approx(0.5) and again.val_seconds == 5.0

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from seglab import hardware
-from seglab.engine import evaluate, prepare_model
+from seglab.evaluation import evaluate
+from seglab.inference import prepare_model
 from seglab.errors import SeglabError
 from seglab.models import UNet, fold_batchnorm
 

@@ -20,7 +20,8 @@ import seglab
 from benchmark_import import load_benchmark
 from seglab.cli import build_parser
 from seglab.datasets import CAMVID
-from seglab.engine import TrainConfig, code_version
+from seglab.checkpoint import code_version
+from seglab.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "benchmarks" / "lessons.py"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from seglab.course import BOOTSTRAP_SOURCE, BOOTSTRAP_SOURCE_ISBI, colab_url
+from seglab import __version__
+from seglab.course import BOOTSTRAP_SOURCE, BOOTSTRAP_SOURCE_ISBI, RELEASE_TAG, colab_url
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -67,6 +68,17 @@ def test_first_code_cell_is_the_bootstrap(notebook):
     assert cells, f"{path.name}: no code cells"
     assert _source(cells[0]) == expected, (
         f"{path.name}: the first code cell must be exactly the bootstrap cell; run `python tasks.py stamp`")
+
+
+def test_notebook_bootstrap_and_package_share_one_version(notebook):
+    path, nb = notebook
+    recorded = nb.get("metadata", {}).get("seglab", {}).get("version")
+    assert recorded == __version__, (
+        f"{path.name}: its outputs come from seglab {recorded} (metadata seglab.version), the package is "
+        f"{__version__}; re-execute it (`python tasks.py notebooks {path.stem}`)")
+    bootstrap = _source(_code_cells(nb)[0])
+    assert f"@{RELEASE_TAG}\"" in bootstrap and f'check_version("{recorded}")' in bootstrap, (
+        f"{path.name}: the bootstrap must install {RELEASE_TAG} and check {recorded}; run `python tasks.py stamp`")
 
 
 def test_second_code_cell_sets_mode_and_prints_device(notebook):

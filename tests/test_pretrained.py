@@ -8,7 +8,7 @@ import torch
 
 import seglab
 from seglab.checkpoint import PRETRAINED_DIR, PRETRAINED_FILE
-from seglab.engine import evaluate_checkpoint
+from seglab.evaluation import evaluate_checkpoint
 from seglab.hardware import SpeedSettings
 
 

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from seglab.cli import main
-from seglab.engine import TrainConfig, fit
+from seglab.config import TrainConfig
+from seglab.train import fit
 
 
 @pytest.fixture(autouse=True, scope="module")

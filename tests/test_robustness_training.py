@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import seglab.engine as engine
 from seglab.checkpoint import load_checkpoint
 from seglab.cli import main
-from seglab.engine import TrainConfig, fit
+from seglab.config import TrainConfig
 from seglab.errors import TrainingError
+from seglab.models import UNet
+from seglab.train import fit
 
 STEPS_PER_EPOCH, EPOCHS = 6, 3
 
@@ -83,28 +84,27 @@ def _assert_same_run(path_a: Path, path_b: Path) -> None:
 # forward pass of one chosen training step announces itself on stderr and waits for a
 # line on stdin. The test reads stderr until the announcement, sends a real SIGINT, then
 # writes the line: so the signal always lands in the middle of that step, at a known
-# place mid-epoch, without a test-only hook in the engine and without racing a progress
+# place mid-epoch, without a test-only hook in fit and without racing a progress
 # bar (tqdm redraws at most every 0.1 s, several steps at this size).
 DRIVER = textwrap.dedent('''
     import sys
     import torch
     torch.set_num_threads(int(sys.argv[1]))      # the test process's count: same float sums
     pause_at = int(sys.argv[2])
-    import seglab.engine as engine
     from seglab.cli import main
+    from seglab.models import UNet
 
-    class PausingUNet(engine.UNet):
-        training_calls = 0
+    forward, training_calls = UNet.forward, [0]
 
-        def forward(self, x):
-            if self.training:
-                PausingUNet.training_calls += 1
-                if PausingUNet.training_calls == pause_at:
-                    print(f"PAUSED at step {pause_at}", file=sys.stderr, flush=True)
-                    sys.stdin.readline()         # the SIGINT arrives while we wait here
-            return super().forward(x)
+    def pausing_forward(self, x):
+        if self.training:
+            training_calls[0] += 1
+            if training_calls[0] == pause_at:
+                print(f"PAUSED at step {pause_at}", file=sys.stderr, flush=True)
+                sys.stdin.readline()             # the SIGINT arrives while we wait here
+        return forward(self, x)
 
-    engine.UNet = PausingUNet
+    UNet.forward = pausing_forward
     sys.exit(main(sys.argv[3:]))
 ''')
 
@@ -182,23 +182,30 @@ def test_ctrl_c_at_the_end_of_an_epoch_resumes_exactly(synthetic_camvid, tmp_pat
 
 # --------------------------------------------------------------------------- divergence
 
-def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(synthetic_camvid, tmp_path, monkeypatch):
-    real_make_loss = engine.make_loss
-    calls = {"n": 0}
+def _tiny_unet(cls=UNet) -> UNet:
+    return cls(3, 11, width=4, depth=2)
 
-    def make_loss(*args, **kwargs):
-        loss_fn = real_make_loss(*args, **kwargs)
 
-        def nan_at_step_9(logits, target):
-            calls["n"] += 1
-            loss = loss_fn(logits, target)
-            return loss * float("nan") if calls["n"] == STEPS_PER_EPOCH + 3 else loss
-        return nan_at_step_9
+def _changed_at_training_call(n: int, change) -> UNet:
+    """A tiny U-Net whose ``n``-th training forward pass returns ``change(logits)``."""
+    class ChangedAtCall(UNet):
+        calls = 0
 
-    monkeypatch.setattr(engine, "make_loss", make_loss)
+        def forward(self, x):
+            logits = super().forward(x)
+            if self.training:
+                ChangedAtCall.calls += 1
+                if ChangedAtCall.calls == n:
+                    return change(logits)
+            return logits
+    return _tiny_unet(ChangedAtCall)
+
+
+def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(synthetic_camvid, tmp_path):
+    nan_at_step_9 = _changed_at_training_call(STEPS_PER_EPOCH + 3, lambda logits: logits * float("nan"))
     out = tmp_path / "run"
     with pytest.raises(TrainingError) as info:
-        fit(_config(synthetic_camvid, out, epochs=2))
+        fit(_config(synthetic_camvid, out, epochs=2), model=nan_at_step_9)
     message = str(info.value)
     assert "nan" in message and "--lr" in message and str(out / "last.pt") in message
     saved = load_checkpoint(out / "last.pt")
@@ -206,61 +213,50 @@ def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(synthetic
     assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
 
 
-def test_nan_weights_never_overwrite_the_last_good_checkpoint(synthetic_camvid, tmp_path, monkeypatch):
-    """A finite loss can still leave NaN weights behind (here: the last update of epoch 2)."""
-    real_make_optimizer = engine.make_optimizer
+def test_nan_weights_never_overwrite_the_last_good_checkpoint(synthetic_camvid, tmp_path):
+    """A finite loss can still leave NaN weights behind (here: the last update of epoch 2,
+    whose gradients are NaN)."""
+    def nan_gradients(logits):
+        logits.register_hook(lambda grad: grad * float("nan"))
+        return logits
 
-    def make_optimizer(*args, **kwargs):
-        optimizer = real_make_optimizer(*args, **kwargs)
-        real_step, calls = optimizer.step, {"n": 0}
+    nan_gradients_at_step_12 = _changed_at_training_call(2 * STEPS_PER_EPOCH, nan_gradients)
 
-        def step(*a, **k):
-            result = real_step(*a, **k)
-            calls["n"] += 1
-            if calls["n"] == 2 * STEPS_PER_EPOCH:
-                with torch.no_grad():
-                    optimizer.param_groups[0]["params"][0].fill_(float("nan"))
-            return result
-        optimizer.step = step
-        return optimizer
-
-    monkeypatch.setattr(engine, "make_optimizer", make_optimizer)
     out = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"--lr") as info:
-        fit(_config(synthetic_camvid, out))
+        fit(_config(synthetic_camvid, out), model=nan_gradients_at_step_12)
     assert "NaN or infinite" in str(info.value) and str(out / "last.pt") in str(info.value)
     saved = load_checkpoint(out / "last.pt")
     assert saved["step"] == STEPS_PER_EPOCH
     assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
 
 
-def test_out_of_memory_suggests_a_smaller_batch(synthetic_camvid, tmp_path, monkeypatch):
-    class HungryUNet(engine.UNet):
+def test_out_of_memory_suggests_a_smaller_batch(synthetic_camvid, tmp_path):
+    class HungryUNet(UNet):
         def forward(self, x):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine, "UNet", HungryUNet)
     with pytest.raises(TrainingError) as info:
-        fit(_config(synthetic_camvid, tmp_path / "run"))
+        fit(_config(synthetic_camvid, tmp_path / "run"), model=_tiny_unet(HungryUNet))
     message = str(info.value)
     assert "out of memory" in message and "--batch-size 1" in message and "--size" in message
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
-def test_out_of_memory_while_validating_suggests_a_smaller_batch(synthetic_camvid, tmp_path, monkeypatch):
-    class HungryWhenValidating(engine.UNet):
+def test_out_of_memory_while_validating_suggests_a_smaller_batch(synthetic_camvid, tmp_path):
+    class HungryWhenValidating(UNet):
         def forward(self, x):
             if not self.training:
                 raise torch.OutOfMemoryError("CUDA out of memory")
             return super().forward(x)
 
-    monkeypatch.setattr(engine, "UNet", HungryWhenValidating)
     with pytest.raises(TrainingError, match=r"while validating.*--batch-size 1"):
-        fit(_config(synthetic_camvid, tmp_path / "run", epochs=1))
+        fit(_config(synthetic_camvid, tmp_path / "run", epochs=1), model=_tiny_unet(HungryWhenValidating))
 
 
 def test_diverged_run_through_the_command_line_is_one_line(synthetic_camvid, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(engine, "make_loss", lambda *a, **k: (lambda logits, target: logits.sum() * math.inf))
+    forward = UNet.forward
+    monkeypatch.setattr(UNet, "forward", lambda self, x: forward(self, x) * math.inf)   # every logit infinite
     assert main(_args(synthetic_camvid, tmp_path / "run", epochs=1)) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("seglab train: error: the loss became") and "--lr" in err
