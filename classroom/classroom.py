@@ -261,16 +261,28 @@ def cmd_feedback(course: Path, only_assignment: str | None, only_student: str | 
     return code
 
 
-def cmd_export(course: Path, fmt: str, out: Path | None) -> int:
+def refuse_existing(path: Path, overwrite: bool) -> bool:
+    """True (after a one-line message) when ``path`` exists and may not be replaced: an
+    export or a released solution may hold the instructor's own edits."""
+    if path.exists() and not overwrite:
+        print(f"{path} already exists; pass --overwrite to replace it, or choose another file",
+              file=sys.stderr)
+        return True
+    return False
+
+
+def cmd_export(course: Path, fmt: str, out: Path | None, overwrite: bool = False) -> int:
+    out = out or course / f"grades-{fmt}.csv"
+    if refuse_existing(out, overwrite):
+        return 2
     rows = grades.write_grades(course, course / "grades.csv", exercises(course), assignments(course),
                                read_roster(course / "roster.csv"), {}, set())
-    out = out or course / f"grades-{fmt}.csv"
     grades.export(rows, assignments(course), fmt, out)
     print(f"{out}: {len(rows)} students, one column per assignment ({fmt})")
     return 0
 
 
-def cmd_release_solutions(course: Path, assignment: str, force: bool = False) -> int:
+def cmd_release_solutions(course: Path, assignment: str, force: bool = False, overwrite: bool = False) -> int:
     """Copy the instructor version, hidden tests taken out, to ``solutions/``, once the
     due date (``deadlines.csv``) has passed."""
     if assignment not in assignments(course):
@@ -282,17 +294,18 @@ def cmd_release_solutions(course: Path, assignment: str, force: bool = False) ->
         why = f"its due date is {due.isoformat()}" if due else "it has no due date in deadlines.csv"
         print(f"not releasing {assignment}: {why} (--force releases anyway)", file=sys.stderr)
         return 2
-    for notebook, a in source_notebooks(course).items():
-        if a != assignment:
-            continue
-        nb = json.loads((course / "source" / a / f"{notebook}.ipynb").read_text())
+    released = {n: course / "solutions" / a / f"{n}.ipynb" for n, a in source_notebooks(course).items()
+                if a == assignment}
+    if any([refuse_existing(dest, overwrite) for dest in released.values()]):
+        return 2
+    for notebook, dest in released.items():
+        nb = json.loads((course / "source" / assignment / f"{notebook}.ipynb").read_text())
         for cell in nb["cells"]:
             text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
             head, sep, rest = text.partition("### BEGIN HIDDEN TESTS")
             if sep:
                 text = head.rstrip() + "\n" + rest.partition("### END HIDDEN TESTS")[2].lstrip("\n")
             cell["source"] = text.replace("### BEGIN SOLUTION\n", "").replace("### END SOLUTION\n", "")
-        dest = course / "solutions" / a / f"{notebook}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         print(f"solution written to {dest} (hidden tests left out)")
@@ -358,9 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export", help="write the grades as a CSV an LMS gradebook imports")
     p.add_argument("format", choices=grades.EXPORT_FORMATS)
     p.add_argument("--out", type=Path)
+    p.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     p = sub.add_parser("release-solutions", help="write an assignment's solutions to solutions/ after its due date")
     p.add_argument("assignment")
     p.add_argument("--force", action="store_true", help="release before the due date")
+    p.add_argument("--overwrite", action="store_true", help="replace solutions released before")
     sub.add_parser("stamp", help="rewrite the Colab setup cell of the instructor versions for this release")
     sub.add_parser("validate", help="run the instructor versions; every test must pass")
     sub.add_parser("list", help="the exercises and their points")
@@ -376,9 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "feedback":
         return cmd_feedback(course, args.assignment, args.student)
     if args.command == "export":
-        return cmd_export(course, args.format, args.out)
+        return cmd_export(course, args.format, args.out, args.overwrite)
     if args.command == "release-solutions":
-        return cmd_release_solutions(course, args.assignment, args.force)
+        return cmd_release_solutions(course, args.assignment, args.force, args.overwrite)
     if args.command == "stamp":
         url, tag = default_repo()
         for notebook, a in source_notebooks(course).items():

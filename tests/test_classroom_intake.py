@@ -207,6 +207,23 @@ def test_solutions_are_released_only_after_the_due_date_and_without_hidden_tests
     assert "torch.bincount" in text and "HIDDEN TESTS" not in text and "_reference" not in text
 
 
+def test_released_solutions_and_exports_are_not_replaced_without_overwrite(tmp_path, capsys):
+    course = _course(tmp_path)
+    (course / "deadlines.csv").write_text("assignment,due\na1_metrics,2020-01-01T00:00+00:00\n")
+    released = course / "solutions" / "a1_metrics" / "a1_metrics.ipynb"
+    released.parent.mkdir(parents=True)
+    released.write_text("the instructor's annotated solution")
+    assert cr.cmd_release_solutions(course, "a1_metrics") == 2
+    assert released.read_text() == "the instructor's annotated solution"
+    assert "--overwrite" in capsys.readouterr().err
+    assert cr.cmd_release_solutions(course, "a1_metrics", overwrite=True) == 0
+    assert "torch.bincount" in released.read_text()
+    mine = tmp_path / "my-gradebook.csv"
+    mine.write_text("my own notes")
+    assert cr.cmd_export(course, "canvas", mine) == 2
+    assert mine.read_text() == "my own notes" and str(mine) in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- warnings are not errors
 
 def _course_config():
