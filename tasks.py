@@ -105,6 +105,8 @@ def cmd_test(extra: list[str]) -> None:
     env.setdefault("SEGLAB_CACHE", tempfile.mkdtemp(prefix="seglab-cache-"))
     env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("SEGLAB_COLAB", "1")   # the Colab emulation (tests/test_colab_emulation.py), a few minutes
+    # as in an activated .venv: nbgrader calls its `alembic` command by name
+    env["PATH"] = os.pathsep.join([str(python().parent), env.get("PATH", "")])
     code = run(python(), "-m", "pytest", "tests", "notebooks", "--nbval-lax",
                "--nbval-sanitize-with", SANITIZE, "-p", "no:cacheprovider", *extra,
                env=env, check=False)

@@ -199,7 +199,8 @@ def test_html_page_from_a_bad_mirror_is_not_blamed_on_the_network(serve, tmp_pat
 
 
 CTRL_C = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job (CI) inherits SIGINT ignored; a terminal does not
 from seglab.download import download
 try:
     download("camvid", sys.argv[1], base_url=sys.argv[2], progress=False)
