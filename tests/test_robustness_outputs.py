@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seglab.cli import main
+from test_robustness_cli import _run as run_cli
 from seglab.config import TrainConfig
 from seglab.train import fit
 
@@ -42,12 +42,7 @@ def two_runs(synthetic_camvid, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli([str(a) for a in argv], capsys)
 
 
 def _one_line_error(code, err: str, *expected: str) -> str:
