@@ -96,15 +96,19 @@ class Choice:
         names = [c.name for c in self.candidates]
         chosen = self.candidates[names.index(self.picked)]
         costlier = self.candidates[:names.index(self.picked)]
-        passed = [f"{c.name} would get {c.epochs:.0f} epochs (needs {c.min_epochs})" for c in costlier]
+        passed = [f"{c.name} would get {_epochs(c.epochs)} epochs (needs {c.min_epochs})" for c in costlier]
         short = (": the cheapest, as none gets its epochs"
                  if chosen is self.candidates[-1] and chosen.epochs < chosen.min_epochs else "")
         others = ", ".join(f"{c.step_seconds * 1000:.0f} for {c.name}" for c in self.candidates if c is not chosen)
         paces = f"{chosen.step_seconds * 1000:.0f} ms per step" + (f" against {others}" if others else "")
         agreed = " (a slower process's choice)" if self.agreed else ""
         return (f"budget {self.budget:.0f} s: {'; '.join(passed)}{': ' if passed else ''}training {self.picked} "
-                f"({chosen.epochs:.0f} epochs expected, needs {chosen.min_epochs}{short}; {paces}, "
+                f"({_epochs(chosen.epochs)} epochs expected, needs {chosen.min_epochs}{short}; {paces}, "
                 f"measured in {self.measuring_seconds:.1f} s){agreed}")
+
+
+def _epochs(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"   # a short budget's fraction of an epoch shows
 
 
 def pick(table: Iterable[Configuration], epochs: Iterable[float]) -> int:
