@@ -35,7 +35,7 @@ from .losses import make_loss
 from .models import UNet
 from .optim import make_optimizer
 
-# The fewest epochs at which 240x320 beats 180x240 in the same budget: measured, see benchmarks/RESULTS.md.
+# The fewest epochs at which 240x320 beats 180x240 in the same budget (benchmarks/RESULTS.md).
 MIN_EPOCHS_240X320 = 60
 FORWARD_SHARE = 1 / 3     # a forward pass costs about a third of a training step (backward about twice the forward)
 TIMED_STEPS = 3           # steps timed per candidate, after one warm-up step that is not counted
