@@ -4,10 +4,11 @@
     python3 tasks.py course      set up .venv, get the data, open notebook 01 in JupyterLab
     python3 tasks.py test        set up .venv, run the whole test suite (package + notebooks)
     python3 tasks.py notebooks   re-execute every notebook in full mode and write the outputs back
+                                 (and the header time tables; refuses uncommitted code unless --allow-dirty)
     python3 tasks.py student     build the student versions of the assignments (nbgrader)
     python3 tasks.py autograde   autograde submissions in classroom/submitted (nbgrader)
     python3 tasks.py validate    check the instructor notebooks pass their own tests (nbgrader)
-    python3 tasks.py stamp       rewrite every notebook's Colab badge and bootstrap cell from seglab/course.py
+    python3 tasks.py stamp       rewrite every notebook's Colab badge, bootstrap cell and time table
     python3 tasks.py site        build the course website into docs/_build/html (no notebook is run)
 
 Everything runs inside ./.venv, created on first use. The exact torch/torchvision pair
@@ -16,10 +17,13 @@ its own torch).
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
 import venv
 from pathlib import Path
 
@@ -113,17 +117,59 @@ def cmd_test(extra: list[str]) -> None:
     sys.exit(code)
 
 
-def cmd_notebooks(names: list[str]) -> None:
+# what a notebook's outputs depend on: a run records them only when they match the commit
+RECORDED_CODE = ["seglab", "notebooks", "tasks.py"]
+# the header's time block, which the run itself rewrites (seglab/notebook_record.py)
+TIMES_BLOCK = re.compile(r"<!-- times -->.*?<!-- /times -->", re.S)
+
+
+def _cell_sources(text: str) -> list[str]:
+    """A notebook's cell sources without the time block: what its author wrote, not what a run writes."""
+    cells = json.loads(text)["cells"]
+    return [TIMES_BLOCK.sub("", "".join(c["source"]) if isinstance(c["source"], list) else c["source"])
+            for c in cells]
+
+
+def uncommitted_changes() -> list[str]:
+    """Tracked files under RECORDED_CODE that differ from the commit. A notebook counts only
+    when one of its cells' sources differs: new outputs and metadata are what a run writes."""
+    diff = subprocess.run(["git", "diff", "--name-only", "HEAD", "--", *RECORDED_CODE],
+                          capture_output=True, text=True, cwd=ROOT)
+    if diff.returncode != 0:
+        return ["(not a git checkout: nothing tells which code made the outputs)"]
+    changed = []
+    for name in diff.stdout.splitlines():
+        if name.endswith(".ipynb") and (ROOT / name).is_file():
+            committed = subprocess.run(["git", "show", f"HEAD:{name}"], capture_output=True, text=True, cwd=ROOT)
+            if committed.returncode == 0 and _cell_sources(committed.stdout) == _cell_sources(
+                    (ROOT / name).read_text(encoding="utf-8")):
+                continue
+        changed.append(name)
+    return changed
+
+
+def cmd_notebooks(args: list[str]) -> None:
+    allow_dirty = "--allow-dirty" in args
+    names = [a for a in args if a != "--allow-dirty"]
+    changed = uncommitted_changes()
+    if changed and not allow_dirty:
+        sys.exit(f"tasks.py notebooks: {', '.join(changed)} differ from the last commit; commit them first, so that "
+                 f"the outputs record the code that made them, or pass --allow-dirty (recorded in the metadata)")
     setup("course,test")
     env = data_env()
-    selection = ",".join(names)
-    code = ("import sys; from seglab.course import course_notebooks, execute\n"
+    run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())   # one id for every notebook of this run
+    code = ("import json, sys\n"
+            "from seglab.course import course_notebooks, execute\n"
+            "from seglab.notebook_record import run_facts, write_time_table\n"
             "wanted = [n for n in sys.argv[1].split(',') if n]\n"
+            "facts = run_facts(sys.argv[2], json.loads(sys.argv[3]))\n"
             "for nb in course_notebooks():\n"
             "    if wanted and not any(w in nb.name for w in wanted):\n"
             "        continue\n"
-            "    print(f'{nb.name}: {execute(nb, quick=False):.0f} s', flush=True)\n")
-    run(python(), "-c", code, selection, env=env)
+            "    seconds = execute(nb, quick=False, record=facts)\n"
+            "    write_time_table(nb)\n"
+            "    print(f'{nb.name}: {seconds:.0f} s', flush=True)\n")
+    run(python(), "-c", code, ",".join(names), run_id, json.dumps(changed), env=env)
 
 
 def cmd_site(extra: list[str]) -> None:
@@ -156,7 +202,10 @@ def main(argv: list[str]) -> None:
     elif task == "stamp":
         setup("course,test")
         run(python(), "-c", "from seglab.course import course_notebooks, stamp_bootstrap\n"
-                             "for nb in course_notebooks(): print(nb.name, 'updated' if stamp_bootstrap(nb) else 'ok')")
+                             "from seglab.notebook_record import write_time_table\n"
+                             "for nb in course_notebooks():\n"
+                             "    changed = [stamp_bootstrap(nb), write_time_table(nb)]\n"
+                             "    print(nb.name, 'updated' if any(changed) else 'ok')")
     elif task == "setup":
         setup()
     else:

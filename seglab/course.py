@@ -148,9 +148,11 @@ def course_notebooks() -> list[Path]:
     return sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
 
 
-def execute(path: Path, quick: bool, timeout: int = 3600, write: bool = True) -> float:
+def execute(path: Path, quick: bool, timeout: int = 3600, write: bool = True, record: dict | None = None) -> float:
     """Run a notebook top to bottom in its own folder (full mode unless ``quick``), write
-    the outputs back into the file, and return the wall time in seconds."""
+    the outputs back into the file, and return the wall time in seconds. The mode, the
+    seconds and ``record`` (the run's facts: :func:`seglab.notebook_record.run_facts`) go
+    into the metadata, ``seglab.executed``."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -170,7 +172,7 @@ def execute(path: Path, quick: bool, timeout: int = 3600, write: bool = True) ->
             os.environ["SEGLAB_QUICK"] = env_before
     if write:
         meta = nb.metadata.setdefault("seglab", {})
-        meta["executed"] = {"mode": "quick" if quick else "full", "seconds": round(seconds, 1)}
+        meta["executed"] = {"mode": "quick" if quick else "full", "seconds": round(seconds, 1), **(record or {})}
         meta["version"] = __version__   # the seglab that produced these outputs (tests check it)
         nbformat.write(nb, path)
     return seconds

@@ -16,6 +16,9 @@ import pytest
 
 from seglab import __version__
 from seglab.course import BOOTSTRAP_SOURCE, BOOTSTRAP_SOURCE_ISBI, RELEASE_TAG, colab_url
+from seglab.notebook_record import gpu_rows, time_table
+
+from notebook_numbers import MAX_WORDS, describe_long, long_markdown_cells
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -135,6 +138,39 @@ def test_committed_outputs_come_from_full_mode(notebook):
         f"{path.name}: the committed outputs must come from a full-mode run (metadata seglab.executed.mode "
         f"is {executed.get('mode')!r}); run `python tasks.py notebooks {path.stem}`")
     assert isinstance(executed.get("seconds"), (int, float)), f"{path.name}: metadata seglab.executed.seconds missing"
+
+
+def test_no_markdown_cell_is_over_300_words(notebook):
+    path, nb = notebook
+    long_cells = long_markdown_cells(nb, MAX_WORDS)
+    assert not long_cells, describe_long(path.name, long_cells)
+
+
+def test_header_time_table_is_the_one_generated_from_the_recorded_run(notebook):
+    path, nb = notebook
+    executed = nb.get("metadata", {}).get("seglab", {}).get("executed", {})
+    expected = time_table(executed, gpu_rows(path.stem))
+    assert expected in _source(nb["cells"][0]), (
+        f"{path.name}: the header's time block (between <!-- times --> and <!-- /times -->) must be the table "
+        f"generated from metadata seglab.executed; run `python tasks.py stamp`. Expected:\n{expected}")
+
+
+def test_all_notebooks_record_one_run_of_committed_code_on_one_machine():
+    records = {p.name: json.loads(p.read_text(encoding="utf-8")).get("metadata", {}).get("seglab", {})
+               .get("executed", {}) for p in PATHS}
+    problems = []
+    for field in ("code_version", "cpu", "device", "run_id"):
+        groups: dict = {}
+        for name, executed in records.items():
+            groups.setdefault(str(executed.get(field, "(not recorded)")), []).append(name)
+        if len(groups) > 1 or "(not recorded)" in groups:
+            problems.append(f"{field}: " + "; ".join(f"{value}: {', '.join(names)}"
+                                                               for value, names in sorted(groups.items())))
+    dirty = [name for name, executed in records.items() if executed.get("uncommitted_changes")]
+    if dirty:
+        problems.append(f"run with uncommitted changes (--allow-dirty): {', '.join(dirty)}")
+    assert not problems, ("the committed notebooks must come from one `python3 tasks.py notebooks` run of committed "
+                          "code on one machine:\n" + "\n".join(problems))
 
 
 def test_quick_mode_runs_never_replace_full_mode_models(monkeypatch):

@@ -32,3 +32,8 @@ def test_every_relative_link_of_the_front_pages_points_at_a_file_that_exists():
             if not (path.parent / target.split("#")[0]).exists():
                 broken.append(f"{page} -> {target}")
     assert not broken, broken
+
+
+def test_readme_is_a_front_page_of_at_most_125_lines():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 125, f"README.md has {len(lines)} lines; keep it a front page (at most about 120)"

@@ -6,6 +6,9 @@ replaced by a recorder, so the checks see the exact command lines.
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,3 +50,49 @@ def test_the_test_task_runs_nbval_with_a_sanitize_file_outside_the_notebooks_fol
     assert sanitize.is_file()
     assert ROOT / "notebooks" not in sanitize.parents
     assert "notebooks" in pytest_call and "--nbval-lax" in pytest_call
+
+
+def test_notebooks_refuses_to_record_outputs_of_uncommitted_code(tasks, monkeypatch):
+    monkeypatch.setattr(tasks, "uncommitted_changes", lambda: ["seglab/engine.py"])
+    with pytest.raises(SystemExit, match=r"seglab/engine.py differ from the last commit.*--allow-dirty"):
+        tasks.cmd_notebooks(["04"])
+    assert tasks.calls == []
+
+
+def test_notebooks_with_allow_dirty_records_what_differed_and_one_run_id(tasks, monkeypatch):
+    monkeypatch.setattr(tasks, "uncommitted_changes", lambda: ["seglab/engine.py"])
+    tasks.cmd_notebooks(["--allow-dirty", "04", "05"])
+    (call,) = tasks.calls
+    selection, run_id, changed = call[-3:]
+    assert selection == "04,05" and json.loads(changed) == ["seglab/engine.py"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run_id)
+    assert "write_time_table(nb)" in call[2] and "record=facts" in call[2]
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
+                   capture_output=True)
+
+
+def test_new_outputs_and_time_tables_are_not_uncommitted_code_but_new_prose_is(tasks, monkeypatch, tmp_path):
+    (tmp_path / "seglab").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "seglab" / "a.py").write_text("x = 1\n")
+    notebook = tmp_path / "notebooks" / "01_x.ipynb"
+
+    def write(header: str, output: str) -> None:
+        cells = [{"cell_type": "markdown", "source": [header]},
+                 {"cell_type": "code", "source": ["print(1)"], "outputs": [{"output_type": "stream", "text": output}]}]
+        notebook.write_text(json.dumps({"cells": cells, "metadata": {}}, indent=1))
+
+    write("# 01\n<!-- times -->\n| CPU A | 5 s |\n<!-- /times -->\n", "1\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "first")
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    write("# 01\n<!-- times -->\n| CPU B | 7 s |\n<!-- /times -->\n", "1 (again)\n")
+    (tmp_path / "seglab" / "new.py").write_text("untracked\n")
+    assert tasks.uncommitted_changes() == []
+    write("# 01, reworded\n<!-- times -->\n<!-- /times -->\n", "1\n")
+    (tmp_path / "seglab" / "a.py").write_text("x = 2\n")
+    assert tasks.uncommitted_changes() == ["notebooks/01_x.ipynb", "seglab/a.py"]
