@@ -3,9 +3,9 @@
 (``seglab/lessons.py``, results in ``seglab/results/lessons.jsonl``) so that the notebook
 finds it wherever seglab is installed; this script is the same runner:
 
-    python benchmarks/lessons.py --list
-    python benchmarks/lessons.py --rows baseline,no_skip
-    python benchmarks/lessons.py --all --threads 1          # the committed results
+    python benchmarks/lessons.py list
+    python benchmarks/lessons.py run baseline no_skip
+    python benchmarks/lessons.py run                        # every row: the shipped results
 """
 import sys
 from pathlib import Path

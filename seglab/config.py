@@ -51,7 +51,8 @@ class TrainConfig:
     hflip: bool = option(True, "random horizontal flips on/off")
     vflip: bool = option(False, "random vertical flips on/off")
     rotate: float = option(0.0, "random rotation up to this many degrees", read="non_negative_float")
-    elastic: float = option(0.0, "elastic deformation strength (0 = off)", read="non_negative_float")
+    elastic: float = option(0.0, "elastic deformation: std in pixels of random shifts on a 3x3 grid, smoothly "
+                                 "interpolated (0 = off; the U-Net paper uses 10)", read="non_negative_float")
     color_jitter: float = option(0.2, "brightness/contrast/saturation jitter strength", read="non_negative_float")
     low_res: float = option(0.0, "share (0 to 1) of the steps trained first at half resolution (progressive "
                                  "resizing: cheaper early steps, so more of them fit in a budget)",

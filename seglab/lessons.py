@@ -4,15 +4,20 @@ Every row is the lessons *baseline* with one thing changed (skip connections, cl
 weights, augmentation, resolution, width, optimiser, a stride-2 stem). Each row runs the
 ``seglab`` command line in a fresh process, exactly as a learner would type it:
 
-    python -m seglab train --recipe course <the row's options> --out runs/lessons/<row> --quiet
+    python -m seglab train --recipe lessons <the row's options> --out runs/lessons/<row> --quiet
     python -m seglab evaluate --checkpoint runs/lessons/<row>/last.pt --split val --json
 
 and writes one JSON line into ``seglab/results/lessons.jsonl`` (re-running a row
-replaces its line): the row, the exact commands, the code version, the machine (CPU
-class, threads, load average), the date (UTC), the full training config, the cost
-(parameters, GFLOPs per image, training wall and CPU seconds, images/s) and the
-validation scores (mIoU, pixel accuracy, mean class accuracy, per-class IoU, the
-confusion matrix).
+replaces its line): the row, the exact commands, the commit (``code_version``), the
+machine (the CPU class line of ``seglab info``, threads, load average), the date (UTC),
+the full training config, the cost (parameters, GFLOPs per image, wall and CPU seconds,
+images/s) and the validation scores (mIoU, pixel accuracy, mean class accuracy,
+per-class IoU, the confusion matrix).
+
+Only committed code makes a row: the runner refuses, in one line, while a tracked file
+under ``seglab/`` (the code that trains; the results folder aside) has uncommitted
+changes, and checks again before it records each row. Quick rows are smoke runs: they may
+run on any tree, and never into the shipped results file.
 
 Fair and repeatable: every row trains for the same number of steps with the same seed
 (never a wall-clock budget: on a shared machine a time budget would give a row more or
@@ -20,13 +25,14 @@ fewer steps depending on who else was busy). Times are reported, but accuracy is
 at equal steps. Rows are scored on the *validation* split: choosing between settings is
 model selection, and the test split stays untouched until the final evaluation.
 
-    python benchmarks/lessons.py --list
-    python benchmarks/lessons.py --rows baseline,no_skip
-    python benchmarks/lessons.py --all --threads 1          # the committed results
-    python benchmarks/lessons.py --quick --rows baseline --results /tmp/x.jsonl   # a smoke run
+    python -m seglab.lessons list
+    python -m seglab.lessons run                         # every row, into the shipped file
+    python -m seglab.lessons run baseline no_skip        # some rows
+    python -m seglab.lessons run baseline --quick --results /tmp/x.jsonl   # a smoke run
 
-The runner and its results ship inside the package (``python -m seglab.lessons`` works the
-same), so notebook 06 reads them wherever seglab is installed, Colab included.
+(``--rows a,b``, ``--all`` and ``--list`` are the same as ``run a b``, ``run`` and ``list``;
+``python benchmarks/lessons.py`` is the same runner.) The runner and its results ship
+inside the package, so notebook 06 reads them wherever seglab is installed, Colab included.
 """
 from __future__ import annotations
 
@@ -50,12 +56,11 @@ from seglab.datasets import repo_root
 REPO = repo_root()     # None where seglab is installed from a package (commands then run in the current folder)
 RESULTS = Path(__file__).resolve().parent / "results" / "lessons.jsonl"   # the committed rows, shipped
 
-# The baseline: the course recipe (notebook 04) at a lower working resolution and for a
-# short, fixed number of steps, so that a dozen rows fit in about half an hour of a quiet
-# 2-core CPU. The options listed here (and a row's changes) go on the command line, the
-# switches the rows flip included, so that a change of the course recipe cannot change
-# the baseline unseen; everything else is the `course` recipe's default (and every
-# result line stores the full config).
+# The baseline: the `lessons` recipe at a lower working resolution and for a short, fixed
+# number of steps, so that the rows stay affordable on a 2-core CPU. The options listed here
+# (and a row's changes) go on the command line, the switches the rows flip included, so
+# that a change of the recipe cannot change the baseline unseen; everything else is the
+# `lessons` recipe's default (and every result line stores the full config).
 BASELINE: dict = {"size": (120, 160), "crop": (112, 160), "width": 16, "skip": True, "stem_stride": 1,
                   "augment": True, "class_weights": "none", "epochs": 4, "batch_size": 8,
                   "optimizer": "adam", "lr": 1e-3, "seed": 0, "val_subset": 8}
@@ -70,7 +75,7 @@ ROWS: dict[str, tuple[dict, str]] = {
     "weights_sqrt": ({"class_weights": "sqrt"}, "square root of the median-frequency weights"),
     "no_augment": ({"augment": False}, "no scale jitter, flips or colour jitter (random crop only)"),
     "res_90x120": ({"size": (90, 120), "crop": (88, 120)}, "lower working resolution, 90x120"),
-    "res_180x240": ({"size": (180, 240), "crop": (176, 240)}, "higher working resolution, 180x240 (the course's)"),
+    "res_180x240": ({"size": (180, 240), "crop": (176, 240)}, "higher working resolution, 180x240 (the lessons recipe's)"),
     "width_8": ({"width": 8}, "half the channels (width 8)"),
     "width_32": ({"width": 32}, "twice the channels (width 32)"),
     "stem_stride2": ({"stem_stride": 2}, "a stride-2 stem: the U-Net works at half resolution"),
@@ -90,6 +95,8 @@ FLAGS = {"size": "--size", "crop": "--crop", "width": "--width", "depth": "--dep
          "class_weights": "--class-weights", "skip": "--skip", "batchnorm": "--batchnorm",
          "bilinear": "--bilinear", "stem_stride": "--stem-stride", "augment": "--augment", "seed": "--seed",
          "subset": "--subset", "val_subset": "--val-subset", "fast": "--fast"}
+
+BASE_RECIPE = "lessons"
 
 # the fields every result line carries (the test checks them)
 REQUIRED = ("row", "description", "changes", "quick", "status", "commands", "code_version", "machine", "date",
@@ -118,7 +125,7 @@ def _value(value) -> str:
 
 
 def train_argv(options: dict, out: str, root: str | None = None) -> list[str]:
-    argv = ["train", "--recipe", "course"]
+    argv = ["train", "--recipe", BASE_RECIPE]
     for key, value in options.items():
         argv += [FLAGS[key], _value(value)]
     if root:
@@ -153,17 +160,27 @@ def model_cost(options: dict) -> tuple[int, float]:
     return count_parameters(model), counter.get_total_flops() / 1e9
 
 
-def code_modified() -> bool | None:
-    """True when the package (or this runner) differs from the commit that code_version()
-    names: uncommitted work. None outside a git checkout."""
-    if REPO is None:
+def uncommitted_changes(repo: Path | None) -> list[str] | None:
+    """The tracked files under ``seglab/`` (the results folder aside) that differ from the
+    commit ``code_version()`` names; None outside a git checkout (an installed release is
+    its own code version)."""
+    if repo is None:
         return None
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", "seglab"],
-                             capture_output=True, text=True, cwd=REPO, timeout=10)
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "seglab",
+                              ":(exclude)seglab/results"], capture_output=True, text=True, cwd=repo, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    return [line[3:] for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else None
+
+
+def refuse_uncommitted(repo: Path | None) -> None:
+    """Stop, in one line, when ``repo`` has uncommitted changes to the code that trains."""
+    changed = uncommitted_changes(repo)
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise SystemExit(f"seglab.lessons: not recording rows: {shown} under {repo}/seglab has uncommitted "
+                         f"changes; commit (or stash) them and run again, so that every row names the code it ran")
 
 
 def machine(threads: int | None) -> dict:
@@ -249,7 +266,7 @@ def run_row(name: str, quick: bool = False, root: str | None = None, runs: Path 
     record = {"row": name, "description": ROWS[name][1], "changes": ROWS[name][0], "quick": quick,
               "status": "ok", "commands": {"train": as_command(t_argv, threads),
                                            "evaluate": as_command(e_argv, threads)},
-              "code_version": code_version(), "code_modified": code_modified(), "machine": machine(threads),
+              "code_version": code_version(), "machine": machine(threads),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "load_average": [round(v, 1) for v in os.getloadavg()],
               "params": params, "gflops_per_image": round(gflops, 4)}
@@ -275,7 +292,8 @@ def run_row(name: str, quick: bool = False, root: str | None = None, runs: Path 
     result = json.loads(stdout[stdout.index("{"):])
     record["val"] = {k: result[k] for k in ("miou", "pixel_accuracy", "mean_class_accuracy", "mean_dice", "loss",
                                            "iou", "images", "resolution", "confusion")}
-    record.update(eval_wall_s=round(wall, 1), load_average_after=[round(v, 1) for v in os.getloadavg()])
+    record.update(eval_wall_s=round(wall, 1), wall_s=round(record["train_wall_s"] + wall, 1),
+                  load_average_after=[round(v, 1) for v in os.getloadavg()])
     print(f"[{name}] val mIoU {result['miou']:.4f}, pixel accuracy {result['pixel_accuracy']:.4f}", flush=True)
     return record
 
@@ -303,59 +321,23 @@ def write_result(record: dict, path: Path = RESULTS) -> None:
     os.replace(tmp, path)
 
 
-# --------------------------------------------------------------------------- reading the results (notebook 06)
-
-def seed_rows(results: dict[str, dict]) -> list[str]:
-    """The rows that are the baseline with at most another seed (baseline, baseline_seed1,
-    ...; a seed row added to ROWS counts too)."""
-    return [n for n, r in results.items() if set(r["changes"]) <= {"seed"}]
-
-
-def seed_noise(results: dict[str, dict]) -> tuple[float, float]:
-    """(mean, spread = max - min) of val mIoU over the baseline's seeds that ran: the
-    yardstick for "is this row's difference real?"."""
-    values = [results[n]["val"]["miou"] for n in seed_rows(results) if results[n].get("val")]
-    return (sum(values) / len(values), max(values) - min(values)) if values else (float("nan"), float("nan"))
-
-
-def frequency_weighted_iou(confusion) -> float:
-    """IoU of each class weighted by its share of the labelled pixels: dominated by road,
-    sky and building, like pixel accuracy."""
-    import torch
-
-    from seglab.metrics import iou_per_class
-    cm = torch.as_tensor(confusion)
-    share = cm.sum(1).double() / cm.sum().clamp(min=1)
-    return float(torch.nansum(share * iou_per_class(cm)))
-
-
-def summary(results: dict[str, dict]) -> list[dict]:
-    """One dict per row for a table: the change, the val scores, the difference from the
-    baseline, and the cost (parameters, GFLOPs, measured images/s, wall and CPU minutes of
-    training, and the machine's 1-minute load average when the row started)."""
-    base = results.get("baseline", {}).get("val") or {}
-    table = []
-    for name, r in results.items():
-        val = r.get("val") or {}
-        miou = val.get("miou", float("nan"))
-        table.append({
-            "row": name, "change": ", ".join(f"{k}={_value(v)}" for k, v in r["changes"].items()) or "-",
-            "mIoU": miou, "d_mIoU": miou - base.get("miou", float("nan")),
-            "pix_acc": val.get("pixel_accuracy", float("nan")),
-            "class_acc": val.get("mean_class_accuracy", float("nan")),
-            "params_M": r["params"] / 1e6, "GFLOP/img": r["gflops_per_image"],
-            "img/s": r["train_images_per_s"] or float("nan"),
-            "train_min": r["train_wall_s"] / 60, "cpu_min": r["train_cpu_s"] / 60,
-            "load": r["load_average"][0], "status": r["status"]})
-    return table
+def _translate(argv: list[str]) -> list[str]:
+    """``run [ROW ...]`` and ``list`` as the flags ``--rows``/``--all`` and ``--list``."""
+    if argv and argv[0] == "list":
+        return ["--list", *argv[1:]]
+    if argv and argv[0] == "run":
+        first_option = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+        rows, rest = argv[1:first_option], argv[first_option:]      # `run ROW ... --option ...`
+        return (["--rows", ",".join(rows)] if rows else ["--all"]) + rest
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--rows", help="comma-separated row names")
-    which.add_argument("--all", action="store_true", help="every row, in order")
-    which.add_argument("--list", action="store_true", help="print the rows and what each changes")
+    which.add_argument("--rows", help="comma-separated row names (or: run ROW ...)")
+    which.add_argument("--all", action="store_true", help="every row, in order (or: run)")
+    which.add_argument("--list", action="store_true", help="print the rows and what each changes (or: list)")
     parser.add_argument("--quick", action="store_true", help="a few images, 2 steps: a smoke run")
     parser.add_argument("--results", default=str(RESULTS),
                         help="results file (default: seglab/results/lessons.jsonl, the shipped rows)")
@@ -364,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the runs (default: torch's choice)")
     parser.add_argument("--in-process", action="store_true", help="call seglab.cli.main here instead of a "
                                                                   "fresh `python -m seglab` (quick runs)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_translate(list(sys.argv[1:] if argv is None else argv)))
     if args.list:
         for name, (changes, description) in ROWS.items():
             change = ", ".join(f"{k}={_value(v)}" for k, v in changes.items()) or "-"
@@ -374,11 +356,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         parser.error(f"unknown row(s) {', '.join(unknown)}: see --list")
+    shipped = Path(args.results).resolve() == RESULTS.resolve()
+    if args.quick and shipped:
+        raise SystemExit("seglab.lessons: quick rows are smoke runs and never go into the shipped results; "
+                         "add --results /tmp/lessons.jsonl")
+    if not args.quick:
+        refuse_uncommitted(REPO)
     failed = 0
     start = time.perf_counter()
     for name in names:
         record = run_row(name, args.quick, args.root, Path(args.runs) if args.runs else None, args.threads,
                          args.in_process)
+        if not args.quick:
+            refuse_uncommitted(REPO)   # the code changed while the row ran: its commit would be wrong
         write_result(record, Path(args.results))
         failed += record["status"] == "failed"
     print(f"{len(names)} row(s) in {time.perf_counter() - start:.0f} s; results in {args.results}", flush=True)

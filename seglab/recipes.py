@@ -13,6 +13,10 @@ RECIPES: dict[str, dict] = {
     # The course's CamVid recipe (notebook 04): small enough for a laptop CPU (benchmarks/RESULTS.md).
     "course": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=30,
                    batch_size=8, optimizer="adam", lr=1e-3),
+    # The base of notebook 06's ablation rows (seglab/lessons.py): the small CamVid recipe that
+    # each row changes in one place.
+    "lessons": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=30,
+                    batch_size=8, optimizer="adam", lr=1e-3),
     # The best model a 2-core CPU trains in 15 minutes: cheap steps (a stride-2 stem), sqrt class
     # weights partly taken back, three test-time scales; every value chosen on val (benchmarks/RESULTS.md).
     # The budget picks the input size from the machine's measured pace (seglab/sizing.py).
@@ -25,10 +29,11 @@ RECIPES: dict[str, dict] = {
     "pretrained": dict(dataset="camvid", size=(360, 480), crop=(352, 480), width=24, epochs=112,
                        batch_size=8, optimizer="adam", lr=2e-3, class_weights="sqrt", rebalance=0.75,
                        train_splits=("train",), val_every=10),
-    # ISBI 2012 EM membranes (notebook 07): the U-Net paper's augmentation (benchmarks/RESULTS.md).
+    # ISBI 2012 EM membranes (notebook 07): the U-Net paper's augmentation (benchmarks/RESULTS.md),
+    # its elastic deformation included: shifts of 10 pixels (standard deviation) on a 3x3 grid.
     "isbi-em": dict(dataset="isbi-em", size=(256, 256), crop=(256, 256), width=16, epochs=60,
                     batch_size=4, optimizer="adam", lr=1e-3, loss="ce+dice", rotate=90.0, vflip=True,
-                    elastic=40.0, color_jitter=0.1, scale=(0.8, 1.25)),
+                    elastic=10.0, color_jitter=0.1, scale=(0.8, 1.25)),
     # A smoke test: a few steps on a few images (CI, quick mode).
     "quick": dict(dataset="camvid", size=(90, 120), crop=(88, 120), width=8, epochs=1, max_steps=4,
                   batch_size=4, subset=16, val_subset=8),

@@ -10,6 +10,7 @@ is what the model and the loss expect.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -43,6 +44,52 @@ class RandomScale:
                 f"image: bilinear antialiased, mask: centred nearest)")
 
 
+def elastic_field(height: int, width: int, std: float, grid: int = 3) -> torch.Tensor:
+    """A smooth random displacement field of shape ``(2, height, width)`` in pixels (down,
+    right): a displacement drawn from N(0, ``std``^2) per axis at each node of a coarse
+    ``grid`` x ``grid`` lattice spanning the image, interpolated bicubically to every pixel
+    (Ronneberger et al. 2015, section 3.1: 3 x 3 grid, 10 pixels standard deviation)."""
+    coarse = torch.randn(1, 2, grid, grid) * std
+    return F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)[0]
+
+
+def warp(x: torch.Tensor, field: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``x`` (``(..., H, W)``, any dtype) resampled so that output pixel p shows input pixel
+    p + ``field[:, p]``. Outside the image it reflects, so a label keeps only the classes it
+    had; ``mode="nearest"`` for labels (never a blend of two classes)."""
+    h, w = x.shape[-2:]
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
+    # grid_sample wants (x, y) in [-1, 1], pixel centres at the ends (align_corners=True)
+    where = torch.stack([(cols + field[1]) * 2 / max(w - 1, 1) - 1, (rows + field[0]) * 2 / max(h - 1, 1) - 1], -1)
+    flat = x.reshape(1, -1, h, w).float()
+    out = F.grid_sample(flat, where[None], mode=mode, padding_mode="reflection", align_corners=True)
+    if not x.is_floating_point():
+        out = out.round().clamp(torch.iinfo(x.dtype).min, torch.iinfo(x.dtype).max)
+    return out.to(x.dtype).reshape(x.shape)
+
+
+class ElasticDeform:
+    """The U-Net paper's elastic deformation of an (image, mask) pair: one random field from
+    :func:`elastic_field` moves both, the image bilinear, the mask nearest. ``std`` is the
+    standard deviation of the displacement in pixels at the grid's nodes; the mean
+    displacement of a pixel is about that size (``tests/test_transforms.py`` measures it).
+
+    torchvision's ``v2.ElasticTransform`` instead smooths per-pixel noise with a Gaussian,
+    which averages most of it away: ``alpha=40, sigma=8`` moves pixels about half a pixel."""
+
+    def __init__(self, std: float, grid: int = 3):
+        self.std, self.grid = float(std), int(grid)
+
+    def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        field = elastic_field(*image.shape[-2:], self.std, self.grid)
+        return (tv_tensors.Image(warp(image.as_subclass(torch.Tensor), field)),
+                tv_tensors.Mask(warp(mask.as_subclass(torch.Tensor), field, mode="nearest")))
+
+    def __repr__(self) -> str:
+        return f"ElasticDeform(std={self.std:g} px, grid={self.grid}x{self.grid}, image: bilinear, mask: nearest)"
+
+
 def to_model_input(dataset: str | DatasetSpec = CAMVID) -> v2.Transform:
     """uint8 image -> float in [0, 1] -> normalised with the data set's channel stats;
     mask -> int64 (what ``cross_entropy`` wants)."""
@@ -66,7 +113,9 @@ def train_transforms(dataset: str | DatasetSpec = CAMVID, crop_size: tuple[int, 
     - horizontal flip (a street scene mirrored is still a street scene; ``vflip`` and
       ``rotate`` are for microscopy, where there is no "up");
     - light colour jitter on the image only;
-    - ``elastic`` > 0: elastic deformation, the U-Net paper's key trick for small data.
+    - ``elastic`` > 0: elastic deformation (:class:`ElasticDeform`), the U-Net paper's key
+      trick for small data: displacements of ``elastic`` pixels (standard deviation) on a
+      3 x 3 grid, smoothly interpolated; the paper uses 10.
 
     ``augment=False`` keeps only the crop and the conversion (for the lessons ablation).
     """
@@ -78,7 +127,7 @@ def train_transforms(dataset: str | DatasetSpec = CAMVID, crop_size: tuple[int, 
     if augment and rotate:
         steps.append(v2.RandomRotation(rotate, fill=fill))
     if augment and elastic:
-        steps.append(v2.ElasticTransform(alpha=elastic, sigma=elastic / 5, fill=fill))
+        steps.append(ElasticDeform(elastic))
     if crop_size is not None:
         steps.append(v2.RandomCrop(list(crop_size), pad_if_needed=True, fill=fill))
     if augment and hflip:

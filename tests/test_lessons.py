@@ -1,6 +1,8 @@
 """benchmarks/lessons.py, the runner behind notebook 06: every row it writes carries the
-exact commands, the code version, the machine and the date; re-running a row replaces
-its line instead of adding a second one; the rows are one change each from the baseline.
+exact commands, the code version, the machine and the date; it records nothing while the
+code that trains has uncommitted changes; re-running a row replaces its line instead of
+adding a second one; the rows are one change each from the baseline; the notebook's table
+and lessons are computed from the results file.
 
 The end-to-end case runs the runner as a learner would (``python benchmarks/lessons.py
 --quick``, which starts ``python -m seglab train`` and ``evaluate``), on the synthetic
@@ -17,7 +19,9 @@ from pathlib import Path
 import pytest
 
 import seglab
+import seglab.lessons
 from benchmark_import import load_benchmark
+from seglab import hardware, lessons_report
 from seglab.cli import build_parser
 from seglab.datasets import CAMVID
 from seglab.checkpoint import code_version
@@ -53,7 +57,7 @@ def test_quick_row_is_well_formed(quick_results):
     assert row["row"] == "baseline" and row["status"] == "ok" and row["quick"] is True
     # provenance: the exact commands, the code version, the machine, the date
     train, evaluate = row["commands"]["train"], row["commands"]["evaluate"]
-    assert train.startswith("OMP_NUM_THREADS=1 python -m seglab train --recipe course ")
+    assert train.startswith("OMP_NUM_THREADS=1 python -m seglab train --recipe lessons ")
     assert "--seed 0" in train and "--max-steps 2" in train
     assert evaluate.startswith("OMP_NUM_THREADS=1 python -m seglab evaluate --checkpoint ")
     assert "--split val" in evaluate and "last.pt" in evaluate
@@ -64,6 +68,7 @@ def test_quick_row_is_well_formed(quick_results):
     assert re.fullmatch(rf"{re.escape(seglab.__version__)}(\+[0-9a-f]{{4,40}})?", row["code_version"])
     assert row["code_version"].split("+")[0] == code_version().split("+")[0]
     assert row["machine"]["device"].startswith("CPU") and row["machine"]["cpu"]["capability"]
+    assert row["machine"]["device"] == hardware.describe("cpu")      # the CPU class line of `seglab info`
     assert row["machine"]["cpu"]["threads"] == 1
     assert datetime.fromisoformat(row["date"]).utcoffset().total_seconds() == 0
     # the run: the config it trained with, its cost, its scores
@@ -71,6 +76,7 @@ def test_quick_row_is_well_formed(quick_results):
     assert config.seed == 0 and config.max_steps == 2 and config.size == (48, 64)
     assert row["steps"] == 2 and row["params"] > 0 and row["gflops_per_image"] > 0
     assert row["train_wall_s"] > 0 and row["train_images_per_s"] > 0
+    assert row["wall_s"] == pytest.approx(row["train_wall_s"] + row["eval_wall_s"], abs=0.11)
     val = row["val"]
     for key in ("miou", "pixel_accuracy", "mean_class_accuracy"):
         assert 0.0 <= val[key] <= 1.0
@@ -127,13 +133,109 @@ def test_summary_helpers_for_the_notebook(quick_results):
     row = json.loads(quick_results.read_text())
     results = {"baseline": row, "baseline_seed1": {**row, "row": "baseline_seed1",
                                                    "val": {**row["val"], "miou": row["val"]["miou"] + 0.02}}}
-    mean, spread = lessons.seed_noise(results)
+    mean, spread = lessons_report.seed_noise(results)
     assert spread == pytest.approx(0.02) and mean == pytest.approx(row["val"]["miou"] + 0.01)
-    table = lessons.summary(results)
+    table = lessons_report.summary(results)
     assert [t["row"] for t in table] == ["baseline", "baseline_seed1"]
     assert table[0]["d_mIoU"] == 0 and table[1]["d_mIoU"] == pytest.approx(0.02)
     assert table[1]["change"] == "-" and table[0]["params_M"] == row["params"] / 1e6
     # frequency-weighted IoU: 30 sky, 20 building, 50 road pixels; half the building called road
     cm = [[30, 0, 0], [0, 10, 10], [0, 0, 50]]
     expected = 0.3 * 1.0 + 0.2 * (10 / 20) + 0.5 * (50 / 60)
-    assert lessons.frequency_weighted_iou(cm) == pytest.approx(expected)
+    assert lessons_report.frequency_weighted_iou(cm) == pytest.approx(expected)
+
+
+# --------------------------------------------------------------------------- only committed code makes a row
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(repo), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """A git checkout with a committed seglab/train.py and results file."""
+    (tmp_path / "seglab" / "results").mkdir(parents=True)
+    (tmp_path / "seglab" / "train.py").write_text("STEPS = 1\n")
+    (tmp_path / "seglab" / "results" / "lessons.jsonl").write_text("")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "start")
+    return tmp_path
+
+
+def test_recorder_refuses_uncommitted_changes_to_the_training_code(checkout, monkeypatch, capsys):
+    assert seglab.lessons.uncommitted_changes(checkout) == []
+    (checkout / "seglab" / "results" / "lessons.jsonl").write_text("{}\n")   # a recorded row is not code
+    (checkout / "notes.txt").write_text("untracked")                         # nor an untracked file
+    assert seglab.lessons.uncommitted_changes(checkout) == []
+    seglab.lessons.refuse_uncommitted(checkout)                                 # no complaint
+    (checkout / "seglab" / "train.py").write_text("STEPS = 2\n")
+    assert seglab.lessons.uncommitted_changes(checkout) == ["seglab/train.py"]
+    with pytest.raises(SystemExit) as refused:
+        seglab.lessons.refuse_uncommitted(checkout)
+    message = str(refused.value.code)
+    assert "\n" not in message and "seglab/train.py" in message and "commit" in message
+    # the command stops before it trains anything
+    monkeypatch.setattr(seglab.lessons, "REPO", checkout)
+    monkeypatch.setattr(seglab.lessons, "run_row", lambda *a, **k: pytest.fail("a row ran on uncommitted code"))
+    with pytest.raises(SystemExit) as refused:
+        seglab.lessons.main(["run", "baseline", "--results", str(checkout / "x.jsonl")])
+    assert "seglab/train.py" in str(refused.value.code)
+    assert not (checkout / "x.jsonl").exists()
+    assert seglab.lessons.uncommitted_changes(None) is None                   # an installed release
+
+
+def test_quick_rows_never_go_into_the_shipped_results(monkeypatch):
+    monkeypatch.setattr(seglab.lessons, "run_row", lambda *a, **k: pytest.fail("a quick row ran"))
+    with pytest.raises(SystemExit) as refused:
+        seglab.lessons.main(["run", "baseline", "--quick"])
+    assert "--results" in str(refused.value.code)
+
+
+def test_run_and_list_are_the_flags_in_words():
+    translate = seglab.lessons._translate
+    assert translate(["run"]) == ["--all"]
+    assert translate(["run", "baseline", "no_skip", "--threads", "1"]) == ["--rows", "baseline,no_skip",
+                                                                          "--threads", "1"]
+    assert translate(["list"]) == ["--list"]
+    assert translate(["--rows", "baseline"]) == ["--rows", "baseline"]
+
+
+# --------------------------------------------------------------------------- the notebook reads the file
+
+def _results(quick_results: Path, **miou: float) -> dict[str, dict]:
+    """Rows made from the quick baseline row, with the given val mIoU each."""
+    row = json.loads(quick_results.read_text())
+    out = {}
+    for name, value in miou.items():
+        changes = lessons.ROWS[name][0]
+        out[name] = {**row, "row": name, "changes": changes, "config": {**row["config"], **changes},
+                     "val": {**row["val"], "miou": value}}
+    return out
+
+
+def test_findings_follow_the_rows(quick_results):
+    results = _results(quick_results, baseline=0.30, baseline_seed1=0.32, baseline_seed2=0.28,
+                       no_skip=0.20, width_8=0.31)
+    text = "\n".join(lessons_report.findings(results))
+    assert "0.280 to 0.320, a spread of 0.040" in text
+    assert "**Worse than the noise**: `no_skip` (skip=off) -0.100 mIoU" in text
+    assert "Better than the noise" not in text
+    verdicts = {v["row"]: v["verdict"] for v in lessons_report.verdicts(results)}
+    assert verdicts == {"no_skip": "worse", "width_8": "within the noise"}
+    # re-run a row with another result: the words change with it
+    results["no_skip"]["val"] = {**results["no_skip"]["val"], "miou": 0.40}
+    text = "\n".join(lessons_report.findings(results))
+    assert "**Better than the noise**: `no_skip` (skip=off) +0.100 mIoU" in text and "Worse" not in text
+
+
+def test_notebook_table_and_lessons_are_built_from_the_results_file():
+    notebook = json.loads((REPO / "notebooks" / "06_lessons_learned.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    assert "lessons_report.load(RESULTS)" in code and "lessons.RESULTS" in code
+    assert "lessons_report.summary(results)" in code and "lessons_report.findings(results)" in code
+    shipped = lessons_report.load()
+    assert list(shipped) == list(lessons.ROWS)
+    assert [r["row"] for r in lessons_report.summary(shipped)] == list(lessons.ROWS)

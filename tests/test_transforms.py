@@ -2,10 +2,11 @@
 they describe went, to a small fraction of a pixel (centred nearest neighbour)."""
 import torch
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from seglab.data import resize_mask
-from seglab.transforms import RandomScale
+from seglab.transforms import ElasticDeform, RandomScale
 
 
 def _stripes(n: int, seed: int) -> torch.Tensor:
@@ -70,3 +71,54 @@ def test_resize_mask_keeps_shape_prefix_and_dtype():
     assert out.shape == (2, 24, 32) and out.dtype == torch.uint8
     assert resize_mask(mask.long(), (24, 32)).dtype == torch.int64
     assert resize_mask(mask, (36, 48)) is not None and torch.equal(resize_mask(mask, (36, 48)), mask)
+
+
+def _displacement(std: float, size: int = 128, draws: int = 16) -> tuple[float, float]:
+    """(mean, largest) distance in pixels that ElasticDeform(std) moves a pixel, measured by
+    warping an image of its own row and column numbers (bilinear reproduces a linear ramp
+    exactly, so the warped value of each pixel is where it came from)."""
+    rows, cols = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                                indexing="ij")
+    coords = tv_tensors.Image(torch.stack([rows, cols]))
+    mask = tv_tensors.Mask(torch.zeros(size, size, dtype=torch.uint8))
+    warp = ElasticDeform(std)
+    means, largest = [], 0.0
+    for seed in range(draws):
+        torch.manual_seed(seed)
+        moved, _ = warp(coords, mask)
+        inner = (slice(size // 8, -size // 8),) * 2     # away from the border, where it reflects
+        shift = ((moved[0] - rows) ** 2 + (moved[1] - cols) ** 2).sqrt()[inner]
+        means.append(shift.mean().item())
+        largest = max(largest, shift.max().item())
+    return sum(means) / len(means), largest
+
+
+def test_elastic_setting_is_the_displacement_in_pixels():
+    mean, largest = _displacement(10.0)
+    # the U-Net paper's setting moves a pixel about 10 pixels on average, some by twice that
+    assert 6.0 < mean < 14.0 and 15.0 < largest < 60.0, (mean, largest)
+    mean5, _ = _displacement(5.0)
+    assert abs(mean5 - mean / 2) < 0.05 * mean, (mean5, mean)       # the displacement scales with the setting
+    assert max(_displacement(0.0, draws=2)) < 1e-3                  # 0 is off
+    # torchvision's per-pixel field smoothed by a Gaussian (the old setting) moves it about half a pixel
+    rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    torch.manual_seed(0)
+    old = TF.elastic(tv_tensors.Image(torch.stack([rows, cols])),
+                     v2.ElasticTransform(40.0, 8.0).make_params([torch.zeros(1, 128, 128)])["displacement"])
+    assert ((old[0] - rows) ** 2 + (old[1] - cols) ** 2).sqrt()[16:-16, 16:-16].mean() < 2.0
+
+
+def test_elastic_warp_is_smooth_and_moves_image_and_labels_together():
+    image, mask = _pair(96, 128, seed=5)
+    mask = mask.clone()
+    mask[:8, :8] = 11                                             # a void corner: a third label value
+    for seed in range(6):
+        torch.manual_seed(seed)
+        warped_image, warped_mask = ElasticDeform(8.0)(image, tv_tensors.Mask(mask))
+        assert warped_image.dtype == image.dtype and warped_mask.dtype == mask.dtype
+        assert warped_image.shape == image.shape and warped_mask.shape == mask.shape
+        assert set(warped_mask.unique().tolist()) <= {0, 1, 11}    # nearest, reflected: no new label
+        assert not torch.equal(warped_mask, mask)                   # it did move
+        labelled = warped_mask != 11
+        agree = ((warped_image[0] > 127) == (warped_mask == 1))[labelled].float().mean().item()
+        assert agree > 0.9, agree      # the image still says what the label says, up to edge pixels
