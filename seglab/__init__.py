@@ -15,6 +15,7 @@ The notebooks import from here instead of hiding long logic in cells. One job pe
 - ``budget``     sizing a run to a wall-clock budget
 - ``batches``    the batch order and seeded augmentation of each epoch
 - ``optim`` / ``lr_finder``  optimisers, the learning-rate schedule, the range test
+- ``verdict``    the rule that decides between settings from repeated seeds (notebook 04)
 - ``inference``  predicting with a model; LoadedModel, a checkpoint ready to predict
 - ``evaluation`` scoring a model or a checkpoint on a split
 - ``distributed`` torchrun: sums and agreements across processes
