@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Accuracy benchmark: the 15-minute CamVid recipe, scored on the test set.
+"""Accuracy benchmark: the course's 15-minute CamVid recipe, scored on the test set.
 
-Trains with ``seglab train --recipe budget15`` settings (the schedule is sized to the
+Trains with ``seglab train --recipe course`` settings (the schedule is sized to the
 wall-clock budget, data loading and validation included), then scores the last
 checkpoint on the 233 test images at their full 360x480 (predictions resized back to
 each label's size, void ignored). Prints test mIoU, pixel accuracy, the wall times and
@@ -37,18 +37,18 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="15m", help="wall-clock training budget (default 15m)")
     parser.add_argument("--root", help="CamVid folder (default $SEGLAB_DATA or data/camvid)")
-    parser.add_argument("--out", default="runs/budget15", help="run folder")
+    parser.add_argument("--out", default="runs/course", help="run folder")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="changes to the budget15 recipe, e.g. lr=3e-3 'size=(180,240)' (a size, crop, "
+                        help="changes to the course recipe, e.g. lr=3e-3 'size=(180,240)' (a size, crop, "
                              "stem stride, width or eval scales given here turns the budget's choice off)")
     args = parser.parse_args(argv)
     try:
         settings = parse_overrides(args.set)
         if args.seed is not None:
             settings["seed"] = args.seed
-        values = user_sizes_win({**get_recipe("budget15"), **settings}, settings)
+        values = user_sizes_win({**get_recipe("course"), **settings}, settings)
         values.update(budget=parse_duration(args.budget), root=args.root, out_dir=args.out, device=args.device)
         config = TrainConfig.from_dict(values, source="--set")
         device = get_device(args.device)
@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     bf16 = cpu_info()["bf16"] if device.type == "cpu" else True
     target = (0.52, 0.86) if bf16 else (0.45, 0.84)
     summary = {
-        "recipe": "budget15", "set": args.set, "seed": run.config.seed, "budget_s": config.budget,
+        "recipe": "course", "set": args.set, "seed": run.config.seed, "budget_s": config.budget,
         "size": list(run.config.size), "width": run.config.width, "stem_stride": run.config.stem_stride,
         "sizing": run.sizing.as_dict() if run.sizing is not None else None, "train_wall_s": round(train_seconds, 1),
         "epochs": len(run.history), "test_eval_s": round(result["seconds"], 1),

@@ -7,7 +7,7 @@ of day (test = 62 frames of the dusk drive 0001TP and 171 of Seq05VD). This scri
 one training drive out (default 0001TP, the dusk drive). It builds, in seglab's cache
 folder, a CamVid-layout copy made of links (no pixel copied, the data folder untouched)
 whose train split is the training images of the other drives and whose val split is
-the held-out drive's training images; trains the ``budget15`` recipe (with the changes
+the held-out drive's training images; trains the ``course`` recipe (with the changes
 given by ``--set``) for the budget; and scores that val split. The test split is never
 scored. Prints val mIoU, pixel accuracy, per-class IoU and the CPU class, and appends one
 JSON line to ``--results``. A recipe that trains on train + val (``--set
@@ -15,12 +15,12 @@ JSON line to ``--results``. A recipe that trains on train + val (``--set
 val split stays the held-out drive.
 
 Hold out a drive that differs from training the way your real data will. A warning from
-our own use (seglab/recipes.py, budget15): holding out 0001TP asks how the model copes with
+our own use (seglab/recipes.py, course): holding out 0001TP asks how the model copes with
 an *unseen* dusk drive, but CamVid's test dusk frames come from 0001TP, which is in the
 real training set. Colour jitter 0.5 won this check clearly and then lost on the test set,
 on the daylight drive the test does not share with training.
 
-    python benchmarks/heldout_drive.py                               # budget15 as it is, 15 min
+    python benchmarks/heldout_drive.py                               # the course recipe as it is, 15 min
     python benchmarks/heldout_drive.py --set color_jitter=0.1        # one setting changed
     python benchmarks/heldout_drive.py --drive 0006R0 --budget 5m    # another drive, shorter
 """
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     parser.add_argument("--drive", default="0001TP", help="training drive to hold out (default 0001TP, dusk)")
     parser.add_argument("--budget", default="15m", help="wall-clock training budget (default 15m)")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="changes to the budget15 recipe, e.g. color_jitter=0.1 'scale=(0.75,1.5)'")
+                        help="changes to the course recipe, e.g. color_jitter=0.1 'scale=(0.75,1.5)'")
     parser.add_argument("--root", help="CamVid folder (default $SEGLAB_DATA or data/camvid)")
     parser.add_argument("--out", default="runs/heldout_drive", help="run folder")
     parser.add_argument("--results", default="runs/heldout_drive.jsonl", help="JSON lines file to append to")
@@ -119,7 +119,7 @@ def main(argv=None) -> None:
         settings = parse_overrides(args.set)
         source = resolve_root(CAMVID, args.root)
         # a fixed folder (not a temporary one), so the decoded-data cache is reused run to run
-        values = user_sizes_win({**get_recipe("budget15"), **settings}, settings)
+        values = user_sizes_win({**get_recipe("course"), **settings}, settings)
         # A recipe that trains on val gets the real val images in the layout's train split: the
         # layout's own val split is the held-out drive, scored in full and never trained on.
         with_val = "val" in values.get("train_splits", ("train",))
@@ -152,7 +152,7 @@ def main(argv=None) -> None:
         f.write(json.dumps(row) + "\n")
     print()
     print(f"CPU class / device: {row['device']}")
-    print(f"held-out drive {args.drive} ({counts['val']} images), recipe budget15 "
+    print(f"held-out drive {args.drive} ({counts['val']} images), recipe course "
           f"{' '.join(args.set) or '(as it is)'}: {train_seconds / 60:.1f} min, {row['epochs']} epochs")
     print(f"configuration: {describe_choice(run.config, run.sizing)}")
     print(f"val on the held-out drive: mIoU {result['miou']:.4f}, pixel accuracy {result['pixel_accuracy']:.4f}")

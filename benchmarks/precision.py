@@ -14,7 +14,7 @@ one.
 
 Training is the other half of the question: rounding every activation and gradient to bf16
 for hundreds of steps could drift where one forward pass does not. ``--train EPOCHS`` trains
-the 15-minute recipe (``budget15``, a fixed number of epochs instead of its budget) in fp32
+the course's 15-minute recipe (``course``, a fixed number of epochs instead of its budget) in fp32
 and under bf16 autocast, with the same seed, data order and augmentation, for each seed
 given, and scores every model the same way (fp32, on the validation split; the test split
 stays for the final figures). The spread between seeds is the noise that a difference
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     parser.add_argument("--subset", type=int, help="score only this many images (spread over the split)")
     parser.add_argument("--root", help="data folder (default $SEGLAB_DATA or data/camvid)")
     parser.add_argument("--train", type=int, metavar="EPOCHS",
-                        help="compare training in fp32 and bf16 instead: the budget15 recipe for EPOCHS epochs")
+                        help="compare training in fp32 and bf16 instead: the course recipe for EPOCHS epochs")
     parser.add_argument("--seeds", default="0,1", help="with --train: comma-separated seeds (default 0,1)")
     parser.add_argument("--out", type=Path, help="with --train: run folders (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -85,7 +85,7 @@ def main(argv=None) -> None:
 
 
 def compare_training(epochs: int, seeds: list[int], root: str | None, out: Path,
-                     recipe_name: str = "budget15") -> dict[str, list[dict]]:
+                     recipe_name: str = "course") -> dict[str, list[dict]]:
     """Train ``recipe_name`` for ``epochs`` epochs per seed in fp32 and in bf16; score all in
     fp32 on val. Returns the scores per precision, in the order of ``seeds``."""
     recipe = {**get_recipe(recipe_name), "budget": None, "epochs": epochs, "val_every": epochs}

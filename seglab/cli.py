@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Every option below is a field of seglab.TrainConfig, shown with its "
                                    "default there; a recipe sets several at once, and an option given "
                                    "here wins over both.")
-    p.add_argument("--recipe", default="course", help=f"preset to start from: {', '.join(RECIPES)} (default course)")
+    p.add_argument("--recipe", default="course",
+                   help=f"preset to start from: {', '.join(RECIPES)} (default course: the learner's model, "
+                        f"a 15-minute --budget sized to this machine; lessons or quick for short runs)")
     add_train_options(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (any of its files: last.pt, best.pt, config.json, "

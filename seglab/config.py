@@ -35,7 +35,7 @@ def option(default, help: str, read: str | None = None, choices: tuple | None = 
 
 @dataclass
 class TrainConfig:
-    """Every option of a training run. The defaults are the course's CamVid recipe."""
+    """Every option of a training run. The defaults are the small CamVid recipe ``lessons``."""
 
     # data
     dataset: str = option("camvid", "camvid or isbi-em", read="str")

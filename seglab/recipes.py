@@ -10,20 +10,18 @@ from __future__ import annotations
 from .errors import SeglabError
 
 RECIPES: dict[str, dict] = {
-    # The course's CamVid recipe (notebook 04): small enough for a laptop CPU (benchmarks/RESULTS.md).
-    "course": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=30,
-                   batch_size=8, optimizer="adam", lr=1e-3),
-    # The base of notebook 06's ablation rows (seglab/lessons.py): the small CamVid recipe that
-    # each row changes in one place.
+    # The learner's CamVid recipe (notebook 04): the best model a 2-core CPU trains in 15 minutes.
+    # Cheap steps (a stride-2 stem), sqrt class weights partly taken back, three test-time scales;
+    # every value chosen on val (benchmarks/RESULTS.md). The budget picks the input size from the
+    # machine's measured pace (seglab/sizing.py).
+    "course": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
+                   budget=900.0, sizing="auto", epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
+                   class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
+                   val_every=10, eval_scales=(0.75, 0.875, 1.0)),
+    # The base of notebook 06's ablation rows (seglab/lessons.py): a small fixed-step CamVid run
+    # that each row changes in one place (benchmarks/RESULTS.md).
     "lessons": dict(dataset="camvid", size=(180, 240), crop=(176, 240), width=16, epochs=30,
                     batch_size=8, optimizer="adam", lr=1e-3),
-    # The best model a 2-core CPU trains in 15 minutes: cheap steps (a stride-2 stem), sqrt class
-    # weights partly taken back, three test-time scales; every value chosen on val (benchmarks/RESULTS.md).
-    # The budget picks the input size from the machine's measured pace (seglab/sizing.py).
-    "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
-                     budget=900.0, sizing="auto", epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
-                     class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
-                     val_every=10, eval_scales=(0.75, 0.875, 1.0)),
     # The shipped model (seglab/pretrained/MODEL_CARD.md): the labels' own resolution, width 24,
     # the training split only so that val stays held out (widths compared in benchmarks/RESULTS.md).
     "pretrained": dict(dataset="camvid", size=(360, 480), crop=(352, 480), width=24, epochs=112,

@@ -62,9 +62,9 @@ class Configuration:
 SIZED_OPTIONS = ("size", "crop", "stem_stride", "width", "eval_scales")   # one given by the user turns auto off
 
 CONFIGURATIONS: tuple[Configuration, ...] = (
-    # the budget recipe's own size: three-quarters of the labels' 360x480, the U-Net working at half that
+    # the course recipe's own size: three-quarters of the labels' 360x480, the U-Net working at half that
     Configuration("240x320", (240, 320), (224, 320), 2, 16, (0.75, 0.875, 1.0), MIN_EPOCHS_240X320),
-    # the same network on 0.56x the pixels; 30 epochs is what the course's small recipe trains it for
+    # the same network on 0.56x the pixels; 30 epochs is what the `lessons` recipe trains it for
     Configuration("180x240", (180, 240), (176, 240), 2, 16, (0.75, 0.875, 1.0), 30),
 )
 

@@ -53,7 +53,7 @@ def fake_pace(seconds: dict[str, float], clock: FakeClock, measuring: float = 0.
 
 
 def choose(paces: dict[str, float], budget: float = 900.0, measuring: float = 0.0):
-    config = TrainConfig.from_dict({**get_recipe("budget15"), "budget": budget})
+    config = TrainConfig.from_dict({**get_recipe("course"), "budget": budget})
     clock = FakeClock()
     return choose_for_budget(config, CAMVID, torch.device("cpu"), SpeedSettings(), clock=clock, start=clock(),
                              measure=fake_pace(paces, clock, measuring), images=CAMVID_IMAGES)
@@ -62,9 +62,9 @@ def choose(paces: dict[str, float], budget: float = 900.0, measuring: float = 0.
 def test_the_table_runs_from_the_costliest_configuration_to_the_cheapest():
     assert [c.name for c in CONFIGURATIONS] == ["240x320", "180x240"]
     assert CONFIGURATIONS[0].min_epochs == sizing.MIN_EPOCHS_240X320
-    budget15 = get_recipe("budget15")
-    assert CONFIGURATIONS[0].options() == {k: budget15[k] for k in sizing.SIZED_OPTIONS}
-    assert budget15["sizing"] == "auto"
+    course = get_recipe("course")
+    assert CONFIGURATIONS[0].options() == {k: course[k] for k in sizing.SIZED_OPTIONS}
+    assert course["sizing"] == "auto"
 
 
 def test_a_fast_machine_trains_the_costliest_configuration():
@@ -117,10 +117,10 @@ def test_the_pace_is_the_mean_of_real_training_steps_after_one_warm_up(monkeypat
 
 
 def test_a_size_given_by_the_user_turns_auto_sizing_off(capsys):
-    values = user_sizes_win({**get_recipe("budget15"), "size": (200, 300)}, {"size": (200, 300)})
+    values = user_sizes_win({**get_recipe("course"), "size": (200, 300)}, {"size": (200, 300)})
     assert values["sizing"] == "fixed" and values["size"] == (200, 300)
     assert capsys.readouterr().err.strip() == "sizing: fixed, since --size was given"
-    assert user_sizes_win(get_recipe("budget15"), {"lr": 1e-3})["sizing"] == "auto"
+    assert user_sizes_win(get_recipe("course"), {"lr": 1e-3})["sizing"] == "auto"
 
 
 def test_seglab_train_keeps_a_size_given_on_the_command_line(monkeypatch, tmp_path, capsys):
@@ -128,10 +128,10 @@ def test_seglab_train_keeps_a_size_given_on_the_command_line(monkeypatch, tmp_pa
     seen = []
     monkeypatch.setattr(seglab.train, "fit", lambda config: seen.append(config) or (_ for _ in ()).throw(
         SeglabError("stopped before training")))
-    cli.main(["train", "--recipe", "budget15", "--width", "8", "--out", str(tmp_path / "run")])
+    cli.main(["train", "--recipe", "course", "--width", "8", "--out", str(tmp_path / "run")])
     assert seen[0].sizing == "fixed" and seen[0].width == 8 and seen[0].size == (240, 320)
     assert "sizing: fixed, since --width was given" in capsys.readouterr().err
-    cli.main(["train", "--recipe", "budget15", "--out", str(tmp_path / "run2")])
+    cli.main(["train", "--recipe", "course", "--out", str(tmp_path / "run2")])
     assert seen[1].sizing == "auto"
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/heldout_drive.py: the validation that chose budget15's augmentation. It must
+"""benchmarks/heldout_drive.py: the validation that chose the course recipe's augmentation. It must
 hold exactly one drive out (its frames in val, never in train), leave the data folder as
 it was, refuse a drive that is not there, and run end to end as a learner would."""
 import json
@@ -112,7 +112,7 @@ def test_script_trains_and_scores_the_held_out_drive(two_drives, tmp_path):
     # a size given with --set is kept (the budget's choice is off), and the script says so
     assert "configuration: 48x64, width 4, stem stride 2 (fixed)" in proc.stdout and row["sizing"] is None
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
-    assert config["color_jitter"] == 0.3 and config["stem_stride"] == 2  # budget15, with the change
+    assert config["color_jitter"] == 0.3 and config["stem_stride"] == 2  # the course recipe, with the change
     assert Path(config["root"]).name == "camvid-AAA"  # trained on the held-out layout, not the source
 
 

@@ -41,7 +41,7 @@ def _one_thread():
 
 
 def _args(root: Path, out: Path, epochs: int = EPOCHS) -> list[str]:
-    return ["train", "--recipe", "course", "--root", str(root), "--out", str(out), "--size", "60x80",
+    return ["train", "--recipe", "lessons", "--root", str(root), "--out", str(out), "--size", "60x80",
             "--crop", "48x64", "--width", "4", "--depth", "2", "--epochs", str(epochs), "--batch-size", "2",
             "--workers", "0", "--device", "cpu", "--seed", "0", "--quiet"]
 
