@@ -142,3 +142,17 @@ def test_download_help_states_when_data_files_are_replaced_and_how_long_it_waits
     text = " ".join(sub.format_help().split())
     assert "--overwrite" in text and "never replaced unless you pass --overwrite" in text
     assert "--stall-timeout" in text and "--min-rate" in text
+
+
+def test_seglab_train_without_a_recipe_trains_the_15_minute_course_model(tmp_path, monkeypatch):
+    import seglab.train
+    from seglab.cli import build_parser, main
+    from seglab.errors import SeglabError
+    seen = []
+    monkeypatch.setattr(seglab.train, "fit", lambda config: seen.append(config) or (_ for _ in ()).throw(
+        SeglabError("stopped before training")))
+    main(["train", "--out", str(tmp_path / "run")])
+    assert seen[0].budget == 900 and seen[0].sizing == "auto" and seen[0].class_weights == "sqrt"
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    text = " ".join(train.format_help().split())
+    assert "default course: the learner's model, a 15-minute --budget" in text
