@@ -27,7 +27,6 @@ on the daylight drive the test does not share with training.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import shutil
@@ -40,12 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seglab.data import cache_dir, check_root, list_pairs, resolve_root  # noqa: E402
 from seglab.datasets import CAMVID  # noqa: E402
 from seglab.checkpoint import code_version  # noqa: E402
-from seglab.config import TrainConfig, parse_duration  # noqa: E402
+from seglab.config import TrainConfig, parse_duration, parse_overrides  # noqa: E402
 from seglab.evaluation import evaluate_checkpoint  # noqa: E402
 from seglab.train import fit  # noqa: E402
 from seglab.errors import SeglabError  # noqa: E402
 from seglab.hardware import describe, get_device  # noqa: E402
 from seglab.recipes import get_recipe  # noqa: E402
+from seglab.sizing import describe_choice, user_sizes_win  # noqa: E402
 
 
 def drive_of(name: str) -> str:
@@ -104,23 +104,6 @@ def build_heldout_root(source: str | os.PathLike, drive: str, dest: str | os.Pat
     return {"train": len(plan["train"]), "val": len(held), "test": len(list((dest / CAMVID.layout["test"][0]).iterdir()))}
 
 
-def parse_settings(pairs: list[str]) -> dict:
-    """``["color_jitter=0.3", "scale=(0.75, 1.5)"]`` -> ``{"color_jitter": 0.3, "scale": (0.75, 1.5)}``,
-    checked against TrainConfig's fields."""
-    known = set(TrainConfig.__dataclass_fields__)
-    settings = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or key not in known:
-            raise SeglabError(f"--set {pair!r}: expected NAME=VALUE with NAME a TrainConfig field "
-                              f"(for example color_jitter=0.3)")
-        try:
-            settings[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            settings[key] = text
-    return settings
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drive", default="0001TP", help="training drive to hold out (default 0001TP, dusk)")
@@ -133,11 +116,10 @@ def main(argv=None) -> None:
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     args = parser.parse_args(argv)
     try:
-        settings = parse_settings(args.set)
+        settings = parse_overrides(args.set)
         source = resolve_root(CAMVID, args.root)
         # a fixed folder (not a temporary one), so the decoded-data cache is reused run to run
-        values = get_recipe("budget15")
-        values.update(settings)
+        values = user_sizes_win({**get_recipe("budget15"), **settings}, settings)
         # A recipe that trains on val gets the real val images in the layout's train split: the
         # layout's own val split is the held-out drive, scored in full and never trained on.
         with_val = "val" in values.get("train_splits", ("train",))
@@ -158,7 +140,8 @@ def main(argv=None) -> None:
     row = {
         "drive": args.drive, "set": args.set, "train_images": counts["train"], "with_val": with_val,
         "budget_s": config.budget, "train_wall_s": round(train_seconds, 1),
-        "epochs": len(run.history), "val_miou": round(result["miou"], 4),
+        "epochs": len(run.history), "sizing": run.sizing.as_dict() if run.sizing else None,
+        "size": list(run.config.size), "val_miou": round(result["miou"], 4),
         "val_pixel_accuracy": round(result["pixel_accuracy"], 4),
         "iou": {k: (round(v, 4) if v is not None else None) for k, v in result["iou"].items()},
         "device": describe(device), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -171,6 +154,7 @@ def main(argv=None) -> None:
     print(f"CPU class / device: {row['device']}")
     print(f"held-out drive {args.drive} ({counts['val']} images), recipe budget15 "
           f"{' '.join(args.set) or '(as it is)'}: {train_seconds / 60:.1f} min, {row['epochs']} epochs")
+    print(f"configuration: {describe_choice(run.config, run.sizing)}")
     print(f"val on the held-out drive: mIoU {result['miou']:.4f}, pixel accuracy {result['pixel_accuracy']:.4f}")
     for name, value in result["iou"].items():
         print(f"  IoU {name:<12} {value:.3f}" if value is not None else f"  IoU {name:<12} n/a")

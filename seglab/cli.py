@@ -276,10 +276,12 @@ def _cmd_train(args) -> int:
     from .config import TrainConfig, options
     from .outputs import check_run_folder
     from .recipes import get_recipe
+    from .sizing import user_sizes_win
     from .train import fit
 
     values = get_recipe(args.recipe)
-    values.update({f.name: getattr(args, f.name) for f in options() if hasattr(args, f.name)})
+    given = {f.name: getattr(args, f.name) for f in options() if hasattr(args, f.name)}
+    values = user_sizes_win({**values, **given}, given)   # a --size of yours is kept, not chosen for you
     # A resumed run continues in its own folder unless --out says otherwise.
     values["out_dir"] = getattr(args, "out_dir", None) or (str(Path(args.resume).parent)
                                                            if getattr(args, "resume", None) else f"runs/{args.recipe}")

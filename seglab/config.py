@@ -7,6 +7,7 @@ against the same list, so a misspelt option is an error, never silently dropped.
 """
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
@@ -17,6 +18,7 @@ OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 CLASS_WEIGHTS = ("none", "median", "sqrt", "inverse")
 LOSSES = ("ce", "dice", "ce+dice")
+SIZINGS = ("fixed", "auto")
 EVAL_SCALE_RANGE = (0.25, 4.0)   # test-time scales outside it would shrink a street scene to a few
                                  # pixels or blow it up past memory: refused by the config and the CLI
 
@@ -66,6 +68,10 @@ class TrainConfig:
     max_steps: int | None = option(None, "stop after this many optimisation steps", read="positive_int")
     budget: float | None = option(None, "wall-clock budget such as 15m or 900s: the schedule is sized to fit",
                                   read="duration")
+    sizing: str = option("fixed", "with --budget: auto measures a few training steps of each input size and width "
+                                  "in seglab/sizing.py and trains the costliest one the budget gives enough epochs; "
+                                  "fixed keeps --size, --crop, --stem-stride, --width and --eval-scales (giving "
+                                  "any of them also means fixed)", choices=SIZINGS)
     batch_size: int = option(8, "images per step (global, across processes)", read="positive_int")
     optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS)
     lr: float = option(1e-3, "peak learning rate", read="positive_float")
@@ -144,6 +150,7 @@ class TrainConfig:
             (self.width >= 2 and self.depth >= 1, "--width must be >= 2 and --depth >= 1"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})"),
             (self.schedule in SCHEDULES, f"--schedule must be 'cosine' or 'constant' (got {self.schedule!r})"),
+            (self.sizing in SIZINGS, f"--sizing must be 'fixed' or 'auto' (got {self.sizing!r})"),
             (self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)} (got {self.loss!r})"),
             (self.class_weights in CLASS_WEIGHTS,
              f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)} (got {self.class_weights!r})"),
@@ -178,6 +185,24 @@ def options() -> list:
 
 def default_of(f) -> object:
     return f.default_factory() if f.default is MISSING else f.default
+
+
+def parse_overrides(pairs: list[str], flag: str = "--set") -> dict:
+    """``["color_jitter=0.3", "scale=(0.75, 1.5)"]`` -> ``{"color_jitter": 0.3, "scale": (0.75, 1.5)}``
+    (a benchmark's ``--set``): each value read as a Python literal (else kept as text, such
+    as ``optimizer=adamw``), each name checked by :meth:`TrainConfig.from_dict`."""
+    values = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise SeglabError(f"{flag} {pair!r}: expected NAME=VALUE with NAME a TrainConfig field "
+                              f"(for example color_jitter=0.3)")
+        try:
+            values[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[key] = text
+        TrainConfig.from_dict({key: values[key]}, source=f"{flag} {pair!r}")
+    return values
 
 
 def parse_duration(text: str | float | int) -> float:

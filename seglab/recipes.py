@@ -15,8 +15,9 @@ RECIPES: dict[str, dict] = {
                    batch_size=8, optimizer="adam", lr=1e-3),
     # The best model a 2-core CPU trains in 15 minutes: cheap steps (a stride-2 stem), sqrt class
     # weights partly taken back, three test-time scales; every value chosen on val (benchmarks/RESULTS.md).
+    # The budget picks the input size from the machine's measured pace (seglab/sizing.py).
     "budget15": dict(dataset="camvid", size=(240, 320), crop=(224, 320), stem_stride=2, width=16,
-                     budget=900.0, epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
+                     budget=900.0, sizing="auto", epochs=1000, batch_size=8, optimizer="adam", lr=2e-3,
                      class_weights="sqrt", rebalance=0.75, scale=(0.9, 1.2), color_jitter=0.1,
                      val_every=10, eval_scales=(0.75, 0.875, 1.0)),
     # The shipped model (seglab/pretrained/MODEL_CARD.md): the labels' own resolution, width 24,

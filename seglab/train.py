@@ -40,6 +40,7 @@ from .losses import class_frequencies, class_weights, logit_offsets, make_loss
 from .models import UNet
 from .optim import lr_factor, make_optimizer, set_lr
 from .outputs import write_text
+from .sizing import Choice, choose_for_budget
 from .transforms import eval_transforms, train_transforms
 
 FP32 = SpeedSettings()
@@ -90,6 +91,7 @@ class Run:
     # predict_logits / evaluate with ``model``; load_model(last_path) includes them.
     offsets: torch.Tensor | None = None
     plans: list = field(default_factory=list)   # a budget run's plans (seglab.budget.Plan)
+    sizing: Choice | None = None                # what --sizing auto picked, and why
 
     @property
     def best_miou(self) -> float:
@@ -184,6 +186,7 @@ class Setup:
     steps_per_epoch: int = 1
     out_dir: Path | None = None
     own_group: bool = False
+    sizing: Choice | None = None  # what --sizing auto picked, and why
 
     @property
     def last_path(self) -> Path | None:
@@ -199,8 +202,10 @@ class Setup:
                               self.spec.class_names, progress, self.weights, self.device)
 
 
-def set_up(config: TrainConfig, model: nn.Module | None, saved: dict | None) -> tuple[Setup, Progress]:
-    """Device and processes, data, model, loss and optimiser; the saved state put back."""
+def set_up(config: TrainConfig, model: nn.Module | None, saved: dict | None,
+           clock: Callable[[], float] = time.perf_counter, start: float | None = None) -> tuple[Setup, Progress]:
+    """Device and processes, the model's size (``--sizing auto``), data, model, loss and
+    optimiser; the saved state put back."""
     rank, local_rank, world = dist_env()
     device = get_device(config.device)
     if world > 1 and device.type == "cuda":
@@ -210,6 +215,7 @@ def set_up(config: TrainConfig, model: nn.Module | None, saved: dict | None) -> 
     if world > 1 and device.type == "cpu":
         settings.amp_dtype = agreed_cpu_precision(settings.amp_dtype, world)
     settings.compile = bool(config.compile)
+    config, choice = size_model(config, model, saved, device, settings, rank, world, clock, start)
     set_seed(config.seed)
     spec, parts, train_set, val_set = build_datasets(config)
     if model is None:
@@ -238,7 +244,25 @@ def set_up(config: TrainConfig, model: nn.Module | None, saved: dict | None) -> 
     steps_per_epoch = max(1, len(train_set) // (batch * world))
     out_dir = Path(config.out_dir) if (config.out_dir and rank == 0) else None
     return Setup(config, spec, device, settings, model, run_model, optimizer, scaler, loss_fn, weights, offsets,
-                 train_set, val_set, rank, world, batch, steps_per_epoch, out_dir, own_group), progress
+                 train_set, val_set, rank, world, batch, steps_per_epoch, out_dir, own_group, choice), progress
+
+
+def size_model(config: TrainConfig, model: nn.Module | None, saved: dict | None, device: torch.device,
+               settings: SpeedSettings, rank: int, world: int, clock: Callable[[], float],
+               start: float | None) -> tuple[TrainConfig, Choice | None]:
+    """With ``--sizing auto`` and a budget: ``config`` with the configuration the budget
+    picks (seglab/sizing.py), said in one line. A resumed run keeps the size it has; a
+    model given to ``fit`` keeps its own."""
+    if config.sizing != "auto" or config.budget is None or saved is not None:
+        return config, None
+    if model is not None:
+        print("sizing: fixed, since fit was given a model", file=sys.stderr)
+        return config, None
+    config, choice = choose_for_budget(config, get_spec(config.dataset), device, settings, world, clock, start)
+    config.validate()
+    if rank == 0:
+        print(choice.line(), file=sys.stderr, flush=True)
+    return config, choice
 
 
 def plan(s: Setup, progress: Progress, resumed: bool, more_epochs: int) -> None:
@@ -269,6 +293,8 @@ def write_run_config(s: Setup) -> None:
     meta = {"config": s.config.as_dict(), "settings": s.settings.as_dict(), "device": describe(s.device),
             "code_version": code_version(), "command": " ".join(sys.argv), "world_size": s.world,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if s.sizing is not None:
+        meta["sizing"] = s.sizing.as_dict()
     write_text(s.out_dir / "config.json", json.dumps(meta, indent=2))
 
 
@@ -283,7 +309,9 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None,
       With ``config.more_epochs`` the saved plan is extended by that many epochs (a
       finished run trains on, its cosine schedule stretched over the longer plan).
     - ``config.budget``: seconds of wall clock; the first steps measure the machine's speed
-      and the number of epochs (and so the learning-rate schedule) is sized to fit.
+      and the number of epochs (and so the learning-rate schedule) is sized to fit. With
+      ``config.sizing = "auto"`` the budget first picks the input size and width
+      (:mod:`seglab.sizing`; ``run.sizing`` says what and why).
     - Ctrl-C saves ``last.pt`` and returns with ``run.interrupted = True``.
     - ``clock``: where time is read (tests pass a fast one to run a budget in a moment).
     """
@@ -291,7 +319,8 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None,
     more_epochs = config.more_epochs
     config, saved = resolve_resume(config)
     config.validate()
-    s, p = set_up(config, model, saved)
+    s, p = set_up(config, model, saved, clock, start)
+    config = s.config   # with the size --sizing auto chose
     plan(s, p, resumed=saved is not None, more_epochs=more_epochs)
     planner = (BudgetPlanner(config.budget, s.steps_per_epoch, config.val_every, config.low_res, config.max_steps,
                              s.world, s.device, clock, start, calibrating=saved is None)
@@ -338,7 +367,7 @@ def fit(config: TrainConfig, callbacks=(), model: nn.Module | None = None,
         finish_distributed(s.own_group)
     return Run(model=s.model, history=p.history, config=config, out_dir=s.out_dir, best_path=s.best_path,
                last_path=s.last_path, interrupted=interrupted, settings=s.settings, seconds=clock() - start,
-               offsets=s.offsets, plans=planner.plans if planner is not None else [])
+               offsets=s.offsets, plans=planner.plans if planner is not None else [], sizing=s.sizing)
 
 
 def _step(s: Setup, p: Progress, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmark_import import load_benchmark
+from seglab.config import parse_overrides
 from seglab.datasets import CAMVID
 from seglab.errors import SeglabError
 
@@ -90,10 +91,10 @@ def test_unknown_drive_is_refused_naming_the_drives(two_drives, tmp_path):
 
 
 def test_settings_are_parsed_and_unknown_names_refused():
-    assert heldout.parse_settings(["color_jitter=0.3", "scale=(0.75, 1.5)"]) == {
+    assert parse_overrides(["color_jitter=0.3", "scale=(0.75, 1.5)"]) == {
         "color_jitter": 0.3, "scale": (0.75, 1.5)}
     with pytest.raises(SeglabError, match="colour_jitter"):
-        heldout.parse_settings(["colour_jitter=0.3"])
+        parse_overrides(["colour_jitter=0.3"])
 
 
 def test_script_trains_and_scores_the_held_out_drive(two_drives, tmp_path):
@@ -108,6 +109,8 @@ def test_script_trains_and_scores_the_held_out_drive(two_drives, tmp_path):
     assert row["drive"] == "AAA" and row["set"][-1] == "color_jitter=0.3"
     assert 0.0 <= row["val_miou"] <= 1.0 and 0.0 <= row["val_pixel_accuracy"] <= 1.0
     assert "val on the held-out drive: mIoU" in proc.stdout and "CPU class" in proc.stdout
+    # a size given with --set is kept (the budget's choice is off), and the script says so
+    assert "configuration: 48x64, width 4, stem stride 2 (fixed)" in proc.stdout and row["sizing"] is None
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert config["color_jitter"] == 0.3 and config["stem_stride"] == 2  # budget15, with the change
     assert Path(config["root"]).name == "camvid-AAA"  # trained on the held-out layout, not the source
