@@ -46,13 +46,12 @@ def _np(x) -> np.ndarray:
 
 # --------------------------------------------------------------------------- predictions
 
-def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, flip, scales=(1.0,)):
-    """The logits of every batch of ``dataset``, in order, with the machine's inference settings
-    (the one loop that :func:`predict_split` and :func:`predict_split_offsets` share)."""
+def _prepared(model, dataset, batch_size, device, fast, progress):
+    """``model`` ready for inference with the machine's settings, the settings, and a loader over ``dataset``."""
     from torch.utils.data import DataLoader
 
     from .hardware import choose_settings, get_device
-    from .inference import predict_logits, prepare_model
+    from .inference import prepare_model
 
     dev = get_device(device) if not isinstance(device, torch.device) else device
     settings = choose_settings(dev, fast, training=False)
@@ -61,8 +60,21 @@ def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progr
     if progress:
         from tqdm.auto import tqdm
         loader = tqdm(loader, desc="predicting", unit="batch", leave=False)
+    return model, settings, loader
+
+
+def _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, flip, scales=(1.0,)):
+    """The logits of every batch of ``dataset``, in order, with the machine's inference settings
+    (the one loop that :func:`predict_split` and :func:`predict_split_offsets` share)."""
+    from .inference import predict_logits
+
+    model, settings, loader = _prepared(model, dataset, batch_size, device, fast, progress)
     for images, _ in loader:
         yield predict_logits(model, images, work_size, settings, flip, scales=scales)
+
+
+def _as_offset(offset, logits: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(offset, dtype=logits.dtype, device=logits.device).view(1, -1, 1, 1)
 
 
 @torch.inference_mode()
@@ -85,16 +97,33 @@ def predict_split(model: torch.nn.Module, dataset, work_size: tuple[int, int] | 
 @torch.inference_mode()
 def predict_split_offsets(model: torch.nn.Module, dataset, offsets: Mapping, work_size: tuple[int, int] | None = None,
                           batch_size: int = 8, device: str | torch.device | None = None, fast: bool = True,
-                          progress: bool = False) -> dict:
+                          progress: bool = False, scales: tuple[float, ...] = (1.0,)) -> dict:
     """Class maps like :func:`predict_split`, one stack per entry of ``offsets`` (a name ->
     per-class constants added to the logits before the arg-max, see
     :func:`seglab.losses.logit_offsets`), from a single pass of the model: the offsets change
-    only the decision rule, so the network itself runs once, not once per rule."""
+    only the decision rule, so the network itself runs once, not once per rule. With several
+    ``scales`` the offsets go on each scale's logits before the probabilities are averaged,
+    as they do for a model whose last bias holds them (:func:`seglab.load_model`)."""
+    # predict_logits' own steps, so that each rule decides exactly as a model with its offsets in the bias
+    from .inference import _model_logits, _resized, as_plain, scaled_size
+
     maps: dict = {key: [] for key in offsets}
-    for logits in _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, False):
+    if tuple(scales) == (1.0,):
+        for logits in _logits_per_batch(model, dataset, work_size, batch_size, device, fast, progress, False):
+            for key, offset in offsets.items():
+                maps[key].append((logits + _as_offset(offset, logits)).argmax(1).to(torch.uint8).cpu())
+        return {key: torch.cat(parts) for key, parts in maps.items()}
+    model, settings, loader = _prepared(model, dataset, batch_size, device, fast, progress)
+    device = next(model.parameters()).device
+    for images, _ in loader:
+        x = as_plain(images).to(device)
+        size = tuple(x.shape[-2:])
+        base = tuple(work_size) if work_size is not None else size
+        per_scale = [_resized(_model_logits(model, x, scaled_size(base, s), settings, False, None), base)
+                     for s in scales]   # the network runs once per scale, whatever the number of rules
         for key, offset in offsets.items():
-            shifted = logits + torch.as_tensor(offset, dtype=logits.dtype, device=logits.device).view(1, -1, 1, 1)
-            maps[key].append(shifted.argmax(1).to(torch.uint8).cpu())
+            probs = sum((z + _as_offset(offset, z)).softmax(1) for z in per_scale) / len(per_scale)
+            maps[key].append(_resized(probs.clamp_min(1e-12).log(), size).argmax(1).to(torch.uint8).cpu())
     return {key: torch.cat(parts) for key, parts in maps.items()}
 
 
@@ -323,5 +352,5 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, 
 
 
 __all__ = ["DEFAULT_BINS", "ObjectRecord", "bin_labels", "confusion", "format_table", "object_records",
-           "per_image_scores", "pixel_prior", "plot_iou_comparison", "plot_size_recall", "predict_split", "size_table",
-           "split_by_contact", "top_confusions"]
+           "per_image_scores", "pixel_prior", "plot_iou_comparison", "plot_size_recall", "predict_split",
+           "predict_split_offsets", "size_table", "split_by_contact", "top_confusions"]

@@ -160,6 +160,31 @@ def test_several_decision_rules_from_one_pass_match_models_with_the_offsets_in_t
     assert not torch.equal(maps[0.0], maps[1.0])    # the shares do decide differently
 
 
+def test_decision_rules_at_several_scales_match_models_with_the_offsets_in_their_bias(synthetic_camvid):
+    """With test-time scales, one pass per scale still serves every rule: each rule decides as
+    the model whose last bias holds its offsets, predicted at the same scales."""
+    import copy
+
+    from seglab.losses import logit_offsets
+
+    data = CamVid(synthetic_camvid, "test", transform=eval_transforms("camvid"), progress=False)
+    torch.manual_seed(0)
+    model = UNet(3, 11, width=4, depth=2).eval()
+    weights = torch.rand(11) * 4 + 0.25
+    offsets = {share: logit_offsets(weights, share) for share in (0.0, 1.0)}
+    scales = (0.75, 1.0)
+    maps = predict_split_offsets(model, data, offsets, work_size=(32, 40), batch_size=3, fast=False, scales=scales)
+    for share, offset in offsets.items():
+        shifted = copy.deepcopy(model)
+        with torch.no_grad():
+            shifted.head.bias += offset
+        expected = predict_split(shifted, data, work_size=(32, 40), batch_size=3, fast=False, scales=scales)
+        assert (maps[share] == expected).float().mean() > 0.999, share
+    single = predict_split_offsets(model, data, offsets, work_size=(32, 40), batch_size=3, fast=False)
+    assert not torch.equal(maps[0.0], single[0.0])   # the scales were used
+    assert not torch.equal(maps[0.0], maps[1.0])
+
+
 def test_plots_return_figures():
     import matplotlib.pyplot as plt
 
