@@ -42,7 +42,7 @@ def test_match_and_concat_pads_or_crops_to_the_skip_size():
 
 
 def test_course_unet_has_the_parameter_count_the_notebooks_quote():
-    # width 16, depth 4, bilinear, BatchNorm: the course recipe
+    # width 16, depth 4, bilinear, BatchNorm: the lessons recipe (notebook 03 builds it)
     assert count_parameters(UNet(3, 11, width=16)) == 1_812_187
 
 
