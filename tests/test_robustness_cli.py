@@ -96,7 +96,7 @@ TRAIN_CASES = {
     "GPU that is not there": (["--device", "cuda:99"], ["--device", "cuda:99"]),
     "on/off that is neither": (["--skip", "maybe"], ["--skip", "on or off"]),
     "stem stride 3": (["--stem-stride", "3"], ["--stem-stride"]),
-    "rebalance without class weights": (["--rebalance", "0.5"], ["--rebalance", "--class-weights"]),
+    "rebalance without class weights": (["--rebalance", "0.5", "--class-weights", "none"], ["--rebalance", "--class-weights"]),
     "rebalance above one": (["--rebalance", "2", "--class-weights", "sqrt"], ["--rebalance", "between 0 and 1"]),
     "half-resolution share of one": (["--low-res", "1"], ["--low-res", "below 1"]),
 }
@@ -144,7 +144,8 @@ def test_resume_from_a_file_that_is_not_a_checkpoint_names_it(tmp_path, capsys):
 ], ids=["batch larger than the data", "too deep for the image"])
 def test_options_that_do_not_fit_the_data_are_one_line(synthetic_camvid, tmp_path, capsys, extra, expected):
     out = tmp_path / "run"
-    code, _, err = _run(["train", "--root", str(synthetic_camvid), "--out", str(out), "--size", "60x80",
+    # the small recipe: the default one (course) would add a line saying its sizing is now fixed
+    code, _, err = _run(["train", "--recipe", "lessons", "--root", str(synthetic_camvid), "--out", str(out), "--size", "60x80",
                          "--crop", "48x64", "--width", "4", "--depth", "2", "--workers", "0", "--device", "cpu",
                          "--quiet", *extra], capsys)
     _assert_one_line_error(code, err, *expected)

@@ -26,7 +26,8 @@ def _one_thread():
 
 TINY = dict(size=(60, 80), crop=None, width=4, depth=2, epochs=1, max_steps=2, batch_size=2, workers=0,
             device="cpu", progress=False)
-TINY_FLAGS = ["--size", "60x80", "--crop", "60x80", "--width", "4", "--depth", "2", "--epochs", "1",
+TINY_FLAGS = ["--recipe", "lessons", "--size", "60x80",   # a small run, not the 15-minute default
+              "--crop", "60x80", "--width", "4", "--depth", "2", "--epochs", "1",
               "--max-steps", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu", "--quiet"]
 
 
