@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import seglab
-from benchmark_import import load_benchmark
+from script_import import load_script
 from seglab.cli import build_parser
 from seglab.datasets import CAMVID
 from seglab.checkpoint import code_version
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "benchmarks" / "lessons.py"
 
 
-lessons = load_benchmark(RUNNER)
+lessons = load_script(RUNNER)
 
 
 @pytest.fixture(scope="module")
