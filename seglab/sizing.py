@@ -35,8 +35,8 @@ from .losses import make_loss
 from .models import UNet
 from .optim import make_optimizer
 
-# 180x240 won on val where 240x320 got 42 epochs; 240x320 met its target with 102. Between them, not
-# located more precisely (benchmarks/RESULTS.md, "The budget picks the input size").
+# Where 240x320 starts to beat 180x240 lies between two measured paces; 65 is between them
+# (benchmarks/RESULTS.md, "The budget picks the input size").
 MIN_EPOCHS_240X320 = 65
 FORWARD_SHARE = 1 / 3     # a forward pass costs about a third of a training step (backward about twice the forward)
 TIMED_STEPS = 3           # steps timed per candidate, after one warm-up step that is not counted

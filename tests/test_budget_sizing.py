@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from benchmark_import import load_benchmark
+from script_import import load_script
 from seglab import cli, sizing
 from seglab.checkpoint import load_checkpoint
 from seglab.config import TrainConfig, parse_overrides
@@ -161,7 +161,7 @@ def test_the_accuracy_benchmark_prints_and_stores_the_configuration_the_budget_c
                                                                                        monkeypatch, capsys):
     from pathlib import Path
     monkeypatch.setattr(sizing, "CONFIGURATIONS", TINY_TABLE)
-    accuracy = load_benchmark(Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py")
+    accuracy = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py")
     accuracy.main(["--budget", "20s", "--root", str(synthetic_camvid), "--out", str(tmp_path / "run"),
                    "--device", "cpu", "--seed", "3", "--set", "max_steps=2", "depth=2", "batch_size=4",
                    "progress=False"])

@@ -10,7 +10,6 @@ The round trip runs on a temporary copy of the course folder:
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from script_import import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSROOM = ROOT / "classroom"
@@ -69,14 +70,7 @@ def _with_solution(path: Path, grade_id: str, code: str) -> str:
     return json.dumps(nb)
 
 
-def _load_classroom():
-    spec = importlib.util.spec_from_file_location("seglab_classroom", CLASSROOM / "classroom.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cr = _load_classroom()
+cr = load_script(CLASSROOM / "classroom.py", "seglab_classroom")
 
 
 def _cells(path: Path) -> list[dict]:

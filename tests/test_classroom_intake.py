@@ -4,28 +4,21 @@ releasing solutions, the warning rule and the students' self-check."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from script_import import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASSROOM = ROOT / "classroom"
 
 
-def _load_classroom():
-    spec = importlib.util.spec_from_file_location("seglab_classroom", CLASSROOM / "classroom.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cr = _load_classroom()
+cr = load_script(CLASSROOM / "classroom.py", "seglab_classroom")
 import intake  # noqa: E402  (classroom/ is on sys.path once classroom.py is loaded)
 import late  # noqa: E402
 import roster  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark_import import load_benchmark
+from script_import import load_script
 from seglab.config import parse_overrides
 from seglab.datasets import CAMVID
 from seglab.errors import SeglabError
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "heldout_drive.py"
 
 
-heldout = load_benchmark(SCRIPT)
+heldout = load_script(SCRIPT)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 import seglab
 import seglab.lessons
-from benchmark_import import load_benchmark
+from script_import import load_script
 from seglab import hardware, lessons_report
 from seglab.cli import build_parser
 from seglab.datasets import CAMVID
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "benchmarks" / "lessons.py"
 
 
-lessons = load_benchmark(RUNNER)
+lessons = load_script(RUNNER)
 
 
 @pytest.fixture(scope="module")

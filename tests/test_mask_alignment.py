@@ -4,10 +4,10 @@ from pathlib import Path
 
 import torch
 
-from benchmark_import import load_benchmark
+from script_import import load_script
 
 REPO = Path(__file__).resolve().parents[1]
-alignment = load_benchmark(REPO / "benchmarks" / "mask_alignment.py")
+alignment = load_script(REPO / "benchmarks" / "mask_alignment.py")
 
 
 def test_whole_pixel_shift_moves_a_map_down_and_right():

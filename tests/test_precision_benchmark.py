@@ -3,11 +3,11 @@ under the settings it names, and scores every model the same way."""
 import os
 from pathlib import Path
 
-from benchmark_import import load_benchmark
+from script_import import load_script
 
 from seglab import hardware
 
-precision = load_benchmark(Path(__file__).resolve().parents[1] / "benchmarks" / "precision.py")
+precision = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "precision.py")
 
 
 def test_training_comparison_trains_every_seed_in_fp32_and_in_bf16(synthetic_camvid, tmp_path, monkeypatch, capsys):

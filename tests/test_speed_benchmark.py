@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmark_import import load_benchmark
+from script_import import load_script
 
-speed = load_benchmark(Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py")
+speed = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py")
 
 
 def test_convolution_time_counts_forward_and_backward_convolutions_and_nothing_else():

@@ -10,16 +10,13 @@ broken link fails the build. Screenshots: ``test-artifacts/site/``.
 """
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlparse
 
@@ -28,6 +25,8 @@ import pytest
 from seglab.course import RELEASE_TAG, colab_url, course_notebooks
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from local_server import serve  # noqa: E402
 sys.path.insert(0, str(REPO / "docs"))
 from build_site import pages, sphinx_command  # noqa: E402
 
@@ -62,22 +61,11 @@ def site(tmp_path_factory) -> Path:
     return out / "html"
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def server(site) -> str:
     """The site served over HTTP on a free port of 127.0.0.1; yields its base URL."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve(site) as url:
+        yield url
 
 
 class Reader:
