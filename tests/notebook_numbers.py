@@ -45,6 +45,7 @@ _SKIPPED = [
     # section references: "section 5.3", "sections 3.1 and 3.2", "§ 2.4"
     re.compile(r"(?:\b[Ss]ections?|§)\s*\d+(?:\.\d+)*(?:(?:,\s*|\s+and\s+|\s+or\s+|\s+to\s+|\s*[-–]\s*)\d+(?:\.\d+)*)*"),
     re.compile(r"\bv?\d+(?:\.\d+){2,}"),                                # versions: 2.14.1, v0.1.0
+    re.compile(r"\b\d+(?:\.\d+)?D\b"),                                # dimensions named: 2D, 2.5D, 3D
     # a software name or "version" followed by its version: Python 3.11, ipywidgets 7.7
     re.compile(r"\b(?:[Pp]ython|[Pp]y[Tt]orch|torch|torchvision|ipywidgets|numpy|seglab|[Vv]ersion)\s+\d+(?:\.\d+)+"),
 ]

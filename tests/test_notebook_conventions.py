@@ -16,7 +16,7 @@ import pytest
 
 from seglab import __version__
 from seglab.course import BOOTSTRAP_SOURCE, BOOTSTRAP_SOURCE_ISBI, RELEASE_TAG, colab_url
-from seglab.notebook_record import gpu_rows, time_table
+from seglab.notebook_record import format_seconds, gpu_rows, time_table
 
 from notebook_numbers import MAX_WORDS, describe_long, long_markdown_cells
 
@@ -171,6 +171,24 @@ def test_all_notebooks_record_one_run_of_committed_code_on_one_machine():
         problems.append(f"run with uncommitted changes (--allow-dirty): {', '.join(dirty)}")
     assert not problems, ("the committed notebooks must come from one `python3 tasks.py notebooks` run of committed "
                           "code on one machine:\n" + "\n".join(problems))
+
+
+def test_the_learners_time_table_quotes_the_recorded_run():
+    """notebooks/README.md tells learners how long each notebook takes: the recorded times, on the recorded machine."""
+    page = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
+    problems = []
+    for path in PATHS:
+        executed = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("seglab", {}).get("executed", {})
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{path.stem}` |")), None)
+        if row is None:
+            problems.append(f"{path.stem}: no row in the table")
+            continue
+        wanted = format_seconds(executed["seconds"]) if executed.get("mode") == "full" else "not measured"
+        if row.rstrip(" |").rsplit("|", 1)[-1].strip() != wanted:
+            problems.append(f"{path.stem}: its row should end with {wanted!r}")
+        if executed.get("device") and executed["device"] not in page:
+            problems.append(f"{path.stem}: the page should name the machine {executed['device']!r}")
+    assert not problems, "notebooks/README.md, the time table:\n" + "\n".join(problems)
 
 
 def test_quick_mode_runs_never_replace_full_mode_models(monkeypatch):

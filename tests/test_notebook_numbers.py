@@ -74,7 +74,7 @@ def test_html_outputs_are_read_without_their_markup():
 def test_section_numbers_versions_links_code_and_latex_are_not_results():
     markdown = ("### 5.3 Occlusion\n"
                 "In section 5.3 and 3.2 we use torch 2.14.1 and Python 3.11 ([table 4.2](#4.2), "
-                "https://example.org/v1.5), `lr=0.3`, $p = 0.25$, and\n```\nx = 0.9\n```\n"
+                "https://example.org/v1.5), 2.5D slices, `lr=0.3`, $p = 0.25$, and\n```\nx = 0.9\n```\n"
                 "<!-- times -->\n| CPU | 16.5 min |\n<!-- /times -->\nbut 0.77 is a result.")
     assert [n.text for n in prose_numbers(markdown)] == ["0.77"]
 
