@@ -178,8 +178,8 @@ def word_count(markdown: str) -> int:
 
 def long_markdown_cells(nb: dict, limit: int = MAX_WORDS) -> list[tuple[int, int]]:
     """(cell index, words) of every markdown cell over ``limit`` words."""
-    return [(i, word_count(source(c))) for i, c in enumerate(nb.get("cells", []))
-            if c.get("cell_type") == "markdown" and word_count(source(c)) > limit]
+    counts = [(i, word_count(source(c))) for i, c in enumerate(nb.get("cells", [])) if c.get("cell_type") == "markdown"]
+    return [(i, words) for i, words in counts if words > limit]
 
 
 def describe_unbacked(name: str, numbers: list[ProseNumber]) -> str:

@@ -18,7 +18,7 @@ from seglab import __version__
 from seglab.course import BOOTSTRAP_SOURCE, BOOTSTRAP_SOURCE_ISBI, RELEASE_TAG, colab_url
 from seglab.notebook_record import format_seconds, gpu_rows, time_table
 
-from notebook_numbers import MAX_WORDS, describe_long, long_markdown_cells
+from notebook_numbers import MAX_WORDS, describe_long, long_markdown_cells, source
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -30,15 +30,15 @@ if not PATHS:  # pragma: no cover - only before the first notebook exists
     pytest.skip("no course notebooks yet", allow_module_level=True)
 
 
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else source
-
-
 @pytest.fixture(params=PATHS, ids=[p.stem for p in PATHS])
 def notebook(request) -> tuple[Path, dict]:
     path = request.param
     return path, json.loads(path.read_text(encoding="utf-8"))
+
+
+def _executed(nb: dict) -> dict:
+    """What the run that made the outputs recorded (metadata seglab.executed; empty if none)."""
+    return nb.get("metadata", {}).get("seglab", {}).get("executed", {})
 
 
 def _code_cells(nb: dict) -> list[dict]:
@@ -49,7 +49,7 @@ def test_first_cell_is_markdown_with_colab_badge(notebook):
     path, nb = notebook
     first = nb["cells"][0]
     assert first["cell_type"] == "markdown", f"{path.name}: the first cell must be markdown (title, badge, ...)"
-    text = _source(first)
+    text = source(first)
     assert text.lstrip().startswith("# "), f"{path.name}: the first cell must start with the title (# ...)"
     assert "colab-badge.svg" in text, f"{path.name}: the first cell has no 'Open in Colab' badge"
     assert f"]({colab_url(path.name)})" in text, (
@@ -59,7 +59,7 @@ def test_first_cell_is_markdown_with_colab_badge(notebook):
 
 def test_header_has_the_required_parts(notebook):
     path, nb = notebook
-    text = _source(nb["cells"][0])
+    text = source(nb["cells"][0])
     for part in ("What you will learn", "What you need", "Time"):
         assert part in text, f"{path.name}: the first cell must say '{part}' (see CONTRIBUTING.md)"
 
@@ -69,7 +69,7 @@ def test_first_code_cell_is_the_bootstrap(notebook):
     expected = BOOTSTRAP_SOURCE_ISBI if path.name.startswith("07_biomedical") else BOOTSTRAP_SOURCE
     cells = _code_cells(nb)
     assert cells, f"{path.name}: no code cells"
-    assert _source(cells[0]) == expected, (
+    assert source(cells[0]) == expected, (
         f"{path.name}: the first code cell must be exactly the bootstrap cell; run `python tasks.py stamp`")
 
 
@@ -79,7 +79,7 @@ def test_notebook_bootstrap_and_package_share_one_version(notebook):
     assert recorded == __version__, (
         f"{path.name}: its outputs come from seglab {recorded} (metadata seglab.version), the package is "
         f"{__version__}; re-execute it (`python tasks.py notebooks {path.stem}`)")
-    bootstrap = _source(_code_cells(nb)[0])
+    bootstrap = source(_code_cells(nb)[0])
     assert f"@{RELEASE_TAG}\"" in bootstrap and f'check_version("{recorded}")' in bootstrap, (
         f"{path.name}: the bootstrap must install {RELEASE_TAG} and check {recorded}; run `python tasks.py stamp`")
 
@@ -88,25 +88,25 @@ def test_second_code_cell_sets_mode_and_prints_device(notebook):
     path, nb = notebook
     cells = _code_cells(nb)
     assert len(cells) >= 2, f"{path.name}: needs an imports cell after the bootstrap cell"
-    text = _source(cells[1])
+    text = source(cells[1])
     assert "quick_mode()" in text, f"{path.name}: the second code cell must set QUICK = seglab.quick_mode()"
     assert "describe(" in text, f"{path.name}: the second code cell must print seglab.hardware.describe()"
 
 
 def test_enough_checked_cells_with_outputs(notebook):
     path, nb = notebook
-    checked = [c for c in _code_cells(nb) if _source(c).lstrip().startswith(CHECK_MARK)]
+    checked = [c for c in _code_cells(nb) if source(c).lstrip().startswith(CHECK_MARK)]
     assert len(checked) >= MIN_CHECKED_CELLS, (
         f"{path.name}: {len(checked)} cell(s) start with '{CHECK_MARK}', at least {MIN_CHECKED_CELLS} needed")
     for cell in checked:
-        body = _source(cell).splitlines()[1:2]
+        body = source(cell).splitlines()[1:2]
         assert cell.get("outputs"), (
             f"{path.name}: the checked cell {body!r} has no committed output for nbval to compare")
 
 
 def test_ends_with_recap_and_exercises(notebook):
     path, nb = notebook
-    markdown = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    markdown = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
     for section in ("Recap", "Exercises"):
         assert re.search(rf"^#+\s*{section}\b", markdown, re.MULTILINE), (
             f"{path.name}: needs a '## {section}' section at the end")
@@ -133,7 +133,7 @@ def test_outputs_are_committed_without_errors(notebook):
 
 def test_committed_outputs_come_from_full_mode(notebook):
     path, nb = notebook
-    executed = nb.get("metadata", {}).get("seglab", {}).get("executed", {})
+    executed = _executed(nb)
     assert executed.get("mode") == "full", (
         f"{path.name}: the committed outputs must come from a full-mode run (metadata seglab.executed.mode "
         f"is {executed.get('mode')!r}); run `python tasks.py notebooks {path.stem}`")
@@ -148,16 +148,15 @@ def test_no_markdown_cell_is_over_300_words(notebook):
 
 def test_header_time_table_is_the_one_generated_from_the_recorded_run(notebook):
     path, nb = notebook
-    executed = nb.get("metadata", {}).get("seglab", {}).get("executed", {})
+    executed = _executed(nb)
     expected = time_table(executed, gpu_rows(path.stem))
-    assert expected in _source(nb["cells"][0]), (
+    assert expected in source(nb["cells"][0]), (
         f"{path.name}: the header's time block (between <!-- times --> and <!-- /times -->) must be the table "
         f"generated from metadata seglab.executed; run `python tasks.py stamp`. Expected:\n{expected}")
 
 
 def test_all_notebooks_record_one_run_of_committed_code_on_one_machine():
-    records = {p.name: json.loads(p.read_text(encoding="utf-8")).get("metadata", {}).get("seglab", {})
-               .get("executed", {}) for p in PATHS}
+    records = {p.name: _executed(json.loads(p.read_text(encoding="utf-8"))) for p in PATHS}
     problems = []
     for field in ("code_version", "cpu", "device", "run_id"):
         groups: dict = {}
@@ -173,22 +172,18 @@ def test_all_notebooks_record_one_run_of_committed_code_on_one_machine():
                           "code on one machine:\n" + "\n".join(problems))
 
 
-def test_the_learners_time_table_quotes_the_recorded_run():
-    """notebooks/README.md tells learners how long each notebook takes: the recorded times, on the recorded machine."""
+def test_the_learners_time_table_quotes_the_recorded_run(notebook):
+    """notebooks/README.md tells learners how long each notebook takes: the recorded time, on the recorded machine."""
+    path, nb = notebook
+    executed = _executed(nb)
     page = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
-    problems = []
-    for path in PATHS:
-        executed = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("seglab", {}).get("executed", {})
-        row = next((line for line in page.splitlines() if line.startswith(f"| `{path.stem}` |")), None)
-        if row is None:
-            problems.append(f"{path.stem}: no row in the table")
-            continue
-        wanted = format_seconds(executed["seconds"]) if executed.get("mode") == "full" else "not measured"
-        if row.rstrip(" |").rsplit("|", 1)[-1].strip() != wanted:
-            problems.append(f"{path.stem}: its row should end with {wanted!r}")
-        if executed.get("device") and executed["device"] not in page:
-            problems.append(f"{path.stem}: the page should name the machine {executed['device']!r}")
-    assert not problems, "notebooks/README.md, the time table:\n" + "\n".join(problems)
+    row = next((line for line in page.splitlines() if line.startswith(f"| `{path.stem}` |")), None)
+    assert row is not None, f"notebooks/README.md: the time table has no row for {path.stem}"
+    wanted = format_seconds(executed["seconds"]) if executed.get("mode") == "full" else "not measured"
+    assert row.rstrip(" |").rsplit("|", 1)[-1].strip() == wanted, (
+        f"notebooks/README.md: the row of {path.stem} should end with {wanted!r}, the recorded run's time")
+    assert not executed.get("device") or executed["device"] in page, (
+        f"notebooks/README.md should name the machine {executed['device']!r} that {path.stem}'s time was measured on")
 
 
 def test_quick_mode_runs_never_replace_full_mode_models(monkeypatch):
